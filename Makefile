@@ -1,0 +1,45 @@
+# Two commands a new user needs: `make run` and `make test`. Everything else is setup they trigger.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: run test setup index browser eval bench load clean
+
+run: $(STAMP) index
+	$(PY) app.py
+
+# The eval gate runs on its own index of the shipped corpus, so tests never touch index/.
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+	$(VENV)/bin/rag ingest corpus --index .cache/eval-index
+	$(VENV)/bin/rag eval eval/questions.jsonl --index .cache/eval-index --out .cache/eval-results.jsonl --report .cache/eval-report.html
+
+setup: $(STAMP)
+
+# torch first and pinned: the CPU build is on disk, and any unpinned torch pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Incremental: unchanged documents are not re-embedded, so this is quick when nothing changed.
+index: $(STAMP)
+	$(VENV)/bin/rag ingest
+
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+eval: $(STAMP) index
+	$(VENV)/bin/rag eval
+
+bench: $(STAMP)
+	$(VENV)/bin/rag bench-retrieval ../shared/datasets/scifact
+
+clean:
+	rm -rf $(VENV) .cache index/build-* index/CURRENT

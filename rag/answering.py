@@ -1,0 +1,223 @@
+"""The extractive answerer: pick the one to three sentences that best answer, and cite each.
+
+No language model is involved, so nothing can be said that is not in the
+documents: every answer sentence *is* a verbatim span of a source. The hard
+part is knowing when to say nothing; see ``Answerer.min_score``.
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .chunking import split_sentences
+from .embedding import Embedder
+from .index import Index
+from .lexical import content_terms
+from .types import Citation, Hit
+
+NOT_FOUND = "The strike documents don't say."
+TYPE_MISMATCH = 0.8
+CONTEXT_WEIGHT = 0.3
+
+# What a factoid answer must contain, by question form (classic answer typing).
+_NUMBER = r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion|half)\b"
+_TIME = (r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|"
+         r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow|yesterday|week|month|year|since|until)\b")
+_ANSWER_TYPES = [
+    (re.compile(r"\bhow (many|much)\b|\bwhat (percent|number|amount)\b", re.I), re.compile(_NUMBER, re.I)),
+    (re.compile(r"\bhow long\b|\bwhen\b|\bwhat (date|day|time|year)\b", re.I), re.compile(_NUMBER + "|" + _TIME, re.I)),
+]
+_BULLET = re.compile(r"[-•*–]\s+")  # match() anchors at the sentence start
+
+
+@dataclass(frozen=True)
+class Candidate:
+    doc_id: str
+    title: str
+    chunk_id: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    rank: int  # retrieval rank of the chunk it came from
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    score: float
+    semantic: float
+    coverage: float
+
+
+class Answerer:
+    """Scores candidate sentences by meaning (cosine) and by how much of the question they cover."""
+
+    # min_score and semantic_weight were calibrated on eval/questions.jsonl as a
+    # whole (a 2-knob grid; see the README): 0.44 trades some answers for refusing
+    # most unanswerable questions, since a wrong confident answer is the worse error.
+    def __init__(self, embedder: Embedder, min_score: float = 0.44, semantic_weight: float = 0.6,
+                 max_sentences: int = 3, keep_ratio: float = 0.85):
+        self.embedder = embedder
+        self.min_score = min_score  # below this the best sentence is not an answer: refuse
+        self.semantic_weight = semantic_weight
+        self.max_sentences = max_sentences
+        self.keep_ratio = keep_ratio  # extra sentences must score this close to the best
+        self._vectors: dict[tuple[str, str, int, int], np.ndarray] = {}
+        self._idf: tuple[str, dict[str, float], float] | None = None
+        self._lock = threading.Lock()
+
+    def rank(self, question: str, hits: list[Hit], index: Index, query_vector: np.ndarray,
+             focus: str | None = None) -> list[Scored]:
+        """Every sentence of the retrieved chunks, best first.
+
+        ``focus`` is what the user literally typed when ``question`` is its
+        rewrite with context: words only the context brought in count for
+        less, or a follow-up would be answered with the previous answer.
+        """
+        candidates = _candidates(hits, index)
+        if not candidates:
+            return []
+        vectors = self._sentence_vectors(candidates, index)
+        semantic = vectors @ query_vector
+        idf, unseen = self._idf_table(index)
+        typed = content_terms(focus) if focus else None
+        weights = {t: idf.get(t, unseen) * (1.0 if typed is None or t in typed else CONTEXT_WEIGHT)
+                   for t in content_terms(question)}
+        total = sum(weights.values()) or 1.0
+        wanted = answer_type(question)
+        scored = []
+        for cand, sim in zip(candidates, semantic):
+            terms = content_terms(cand.text)
+            coverage = sum(w for t, w in weights.items() if t in terms) / total
+            score = self.semantic_weight * float(sim) + (1 - self.semantic_weight) * coverage
+            if wanted and not wanted.search(cand.text):
+                score *= TYPE_MISMATCH  # "how many" needs a number, "when" a time...
+            scored.append(Scored(cand, score, float(sim), coverage))
+        return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
+
+    def select(self, ranked: list[Scored]) -> list[Scored]:
+        """The sentences to answer with: empty means the documents don't answer."""
+        if not ranked or ranked[0].score < self.min_score:
+            return []
+        best = ranked[0].score
+        chosen = [ranked[0]]
+        for s in ranked[1:]:
+            if len(chosen) >= self.max_sentences:
+                break
+            if s.score < max(self.min_score, self.keep_ratio * best):
+                break
+            if not any(_overlaps(s.candidate, c.candidate) for c in chosen):
+                chosen.append(s)
+        return chosen
+
+    def _sentence_vectors(self, candidates: list[Candidate], index: Index) -> np.ndarray:
+        keys = [(index.version, c.doc_id, c.start, c.end) for c in candidates]
+        missing = [i for i, k in enumerate(keys) if k not in self._vectors]
+        if missing:
+            fresh = self.embedder.embed_batch([candidates[i].text for i in missing])
+            with self._lock:
+                if len(self._vectors) > 50_000:  # bounded: a big corpus must not grow memory forever
+                    self._vectors.clear()
+                for i, vec in zip(missing, fresh):
+                    self._vectors[keys[i]] = vec
+        return np.stack([self._vectors[k] for k in keys])
+
+    def _idf_table(self, index: Index) -> tuple[dict[str, float], float]:
+        cached = self._idf
+        if cached and cached[0] == index.version:
+            return cached[1], cached[2]
+        df = Counter(t for c in index.chunks for t in content_terms(c.text))
+        n = max(len(index.chunks), 1)
+        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        # A word the corpus never uses weighs as much as its rarest word: it is
+        # often the very thing asked about ("CEO"), so a sentence lacking it
+        # should not look like a full answer. No more than that, or a typo would.
+        unseen = max(idf.values(), default=1.0)
+        self._idf = (index.version, idf, unseen)
+        return idf, unseen
+
+
+def answer_type(question: str) -> re.Pattern | None:
+    for asks, needs in _ANSWER_TYPES:
+        if asks.search(question):
+            return needs
+    return None
+
+
+def compose(chosen: list[Scored], index: Index) -> tuple[str, tuple[Citation, ...]]:
+    """Answer text with a [n] after each sentence, and the matching citations."""
+    cands = [_with_context(s.candidate, index.documents[s.candidate.doc_id].text) for s in chosen]
+    citations = tuple(_citation(n, c) for n, c in enumerate(cands, start=1))
+    text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
+    return text, citations
+
+
+def related(ranked: list[Scored], limit: int = 3) -> tuple[Citation, ...]:
+    """Closest passages to show beside a refusal: one per chunk, best first."""
+    seen, out = set(), []
+    for s in ranked:
+        if s.candidate.chunk_id not in seen:
+            seen.add(s.candidate.chunk_id)
+            out.append(_citation(len(out) + 1, s.candidate))
+        if len(out) == limit:
+            break
+    return tuple(out)
+
+
+def _citation(n: int, c: Candidate) -> Citation:
+    return Citation(n=n, doc_id=c.doc_id, title=c.title, page=c.page, chunk_id=c.chunk_id,
+                    quote=c.text, start=c.start, end=c.end)
+
+
+def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
+    """Sentences of the hit chunks, each once even where chunks overlap."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for rank, hit in enumerate(hits):
+        chunk = hit.chunk
+        doc = index.documents[chunk.doc_id]
+        for start, end in split_sentences(doc.text, chunk.start, chunk.end):
+            bullet = _BULLET.match(doc.text, start, end)
+            start = bullet.end() if bullet else start  # quote the item, not its bullet mark
+            text = doc.text[start:end]
+            if (chunk.doc_id, start) in seen or not _informative(text, doc.title):
+                continue
+            seen.add((chunk.doc_id, start))
+            out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
+                                 start, end, text, rank))
+    return out
+
+
+_ATTRIBUTION = re.compile(r"\b(said|says|say|stated|states|according to|told|wrote)\b", re.I)
+_ANAPHOR = re.compile(r"^[“\"]|^(that|this|these|those|it|its|they|their|he|she|his|her|however|but|"
+                      r"additionally|meanwhile|also|as a result)\b", re.I)
+
+
+def _with_context(c: Candidate, text: str) -> Candidate:
+    """Widen a sentence that leans on the one before it: an unattributed quote
+    continuing someone's words, or one that opens with "That"/"However"...
+    The widened quote is still one verbatim span of the document."""
+    if not _ANAPHOR.search(c.text) or (c.text.startswith(("“", '"')) and _ATTRIBUTION.search(c.text)):
+        return c
+    paragraph_start = text.rfind("\n", 0, c.start) + 1
+    before = split_sentences(text, paragraph_start, c.start)
+    if not before:
+        return c
+    start = before[-1][0]
+    return replace(c, start=start, text=text[start:c.end])
+
+
+def _informative(sentence: str, title: str) -> bool:
+    """Headings, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone."""
+    return (len(sentence.split()) >= 4 and not sentence.rstrip().endswith(":")
+            and sentence.strip() != title.strip())
+
+
+def _overlaps(a: Candidate, b: Candidate) -> bool:
+    return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end

@@ -1,0 +1,124 @@
+"""The JSON API: ask, rate an answer, health. Every error is ``{"error": "..."}``, never a traceback."""
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from .errors import IndexCorruptError, IndexNotFoundError, InvalidQuestionError, RagError
+from .feedback import FeedbackStore
+from .pipeline import Pipeline
+from .ratelimit import RATE_LIMIT_MESSAGE, RateLimiter
+
+log = logging.getLogger(__name__)
+MAX_TURNS = 40  # the pipeline only looks back a few turns; this bounds the request
+MAX_TURN_CHARS = 20_000
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant"]
+    content: StrictStr = Field(max_length=MAX_TURN_CHARS)
+
+
+class AskRequest(BaseModel):
+    # The pipeline checks the question itself (empty, too long) with a message
+    # written for people; here only its type is checked.
+    question: StrictStr
+    history: list[Turn] = Field(default_factory=list, max_length=MAX_TURNS)
+
+
+class RatingRequest(BaseModel):
+    liked: StrictBool
+    question: StrictStr = Field(max_length=MAX_TURN_CHARS)
+    answer: StrictStr = Field(max_length=MAX_TURN_CHARS)
+    kind: Literal["answer", "not_found", "crisis", "medical", "invalid"] = "answer"
+    citations: list[dict] = Field(default_factory=list, max_length=20)
+
+
+def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> APIRouter:
+    router = APIRouter()
+
+    # Plain `def` endpoints run in FastAPI's threadpool, so slow questions
+    # never block the event loop and requests are answered concurrently.
+    @router.post("/api/ask", summary="Answer a question from the strike documents, with citations")
+    def ask(body: AskRequest, request: Request):
+        if (wait := limiter.wait_time(client_key(request))) > 0:
+            return too_many(wait)
+        answer = pipeline.ask(body.question, [t.model_dump() for t in body.history])
+        store.record_answer(answer)
+        return answer.to_json()
+
+    @router.post("/api/feedback", summary="Record a like or dislike of an answer")
+    def feedback(body: RatingRequest, request: Request):
+        if (wait := limiter.wait_time("feedback:" + client_key(request))) > 0:
+            return too_many(wait)
+        store.record_rating(body.liked, body.question, body.answer, body.citations, kind=body.kind)
+        return {"ok": True}
+
+    @router.get("/healthz", summary="Index status")
+    def healthz():
+        manifest = pipeline.index.manifest
+        return {"status": "ok", "documents": len(manifest.documents), "chunks": manifest.chunks,
+                "built_at": manifest.built_at}
+
+    return router
+
+
+def client_key(request: Request) -> str:
+    # The socket's peer, not X-Forwarded-For: a header anyone can set would let
+    # one client wear many faces. Behind a proxy, run uvicorn with --proxy-headers.
+    return request.client.host if request.client else "unknown"
+
+
+def too_many(wait_s: float) -> JSONResponse:
+    return JSONResponse({"error": RATE_LIMIT_MESSAGE}, status_code=429,
+                        headers={"Retry-After": str(max(1, round(wait_s)))})
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RagError, _rag_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    return JSONResponse({"error": _describe(errors), "detail": _plain(errors)}, status_code=422)
+
+
+def _describe(errors) -> str:
+    """One sentence a person can act on, from pydantic's error list."""
+    if not errors:
+        return "Invalid request."
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON."
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    if first.get("type") == "missing":
+        return f"Missing field: {where}." if where else "The request needs a JSON body."
+    return f"Invalid {where or 'request'}: {first.get('msg', 'invalid value')}."
+
+
+def _plain(errors) -> list[dict]:
+    # pydantic puts the raw exception in "ctx"; it is not JSON and says nothing new.
+    return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
+
+
+async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
+    if isinstance(exc, InvalidQuestionError):
+        status = 400
+    elif isinstance(exc, (IndexNotFoundError, IndexCorruptError)):
+        status = 503
+    else:
+        status = 500
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path)
+    return JSONResponse({"error": "Something went wrong on our side; please try again."}, status_code=500)

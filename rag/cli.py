@@ -1,0 +1,138 @@
+"""The `rag` command: ingest, ask, eval, bench-retrieval, serve, feedback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import Settings, offline_environment
+from .errors import RagError
+
+
+def main(argv: list[str] | None = None) -> int:
+    offline_environment()
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env(index_dir=getattr(args, "index", None))
+        return args.run(args, settings) or 0
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad settings or flags
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the previous index is unchanged", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rag", description="Answers questions from a union's strike documents, with citations.")
+    sub = p.add_subparsers(dest="command")
+
+    ing = sub.add_parser("ingest", help="build or update the index from corpus folders")
+    ing.add_argument("corpus", nargs="*", type=Path, help="corpus folders (default: corpus/)")
+    ing.add_argument("--index", type=Path, help="index folder (default: index/)")
+    ing.set_defaults(run=_ingest)
+
+    ask = sub.add_parser("ask", help="answer one question from the documents")
+    ask.add_argument("question")
+    ask.add_argument("--index", type=Path)
+    ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    ask.add_argument("--top-k", type=int, help="chunks to retrieve (default 8)")
+    ask.set_defaults(run=_ask)
+
+    ev = sub.add_parser("eval", help="run an eval set and report answer fidelity")
+    ev.add_argument("eval_file", nargs="?", type=Path, default=Path("eval/questions.jsonl"))
+    ev.add_argument("--index", type=Path)
+    ev.add_argument("--out", type=Path, help="results JSONL (default eval/results.jsonl)")
+    ev.add_argument("--report", type=Path, help="HTML report (default eval/report.html)")
+    ev.add_argument("--thresholds", type=Path, help="gate thresholds (default eval/thresholds.json)")
+    ev.set_defaults(run=_eval)
+
+    bench = sub.add_parser("bench-retrieval", help="nDCG@10 / recall@100 on a BEIR dataset")
+    bench.add_argument("dataset", type=Path)
+    bench.add_argument("--limit", type=int, help="use only the first N corpus documents")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=_bench)
+
+    serve = sub.add_parser("serve", help="start the chat UI, API and widget")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--index", type=Path)
+    serve.set_defaults(run=_serve)
+
+    fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
+    fb.add_argument("--limit", type=int, default=20)
+    fb.add_argument("--json", action="store_true")
+    fb.set_defaults(run=_feedback)
+    return p
+
+
+def _ingest(args, settings: Settings) -> int:
+    from .ingest import ingest
+
+    folders = args.corpus or [settings.corpus_dir]
+    report = ingest(folders, settings)
+    for item in report.skipped:
+        print(f"warning: skipped {item.path}: {item.reason}", file=sys.stderr)
+    for doc_id, note in report.notes:
+        print(f"warning: {doc_id}: {note}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _ask(args, settings: Settings) -> int:
+    from .pipeline import Pipeline
+
+    if args.top_k is not None and args.top_k <= 0:
+        raise ValueError(f"--top-k must be > 0, got {args.top_k}")
+    answer = Pipeline(settings).ask(args.question, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    print(answer.text)
+    shown = answer.citations or answer.related
+    if answer.related and not answer.citations:
+        print("\nClosest passages:")
+    for c in shown:
+        page = f", page {c.page}" if c.page else ""
+        print(f"\n[{c.n}] {c.title} ({c.doc_id}{page}, chars {c.start}-{c.end})\n    > {c.quote}")
+    return 0
+
+
+def _eval(args, settings: Settings) -> int:
+    from .evaluation import run_cli
+
+    return run_cli(args, settings)
+
+
+def _bench(args, settings: Settings) -> int:
+    from .benchmark import format_table, run_benchmark
+
+    result = run_benchmark(args.dataset, settings, limit=args.limit)
+    print(json.dumps(result.to_json(), indent=2) if args.json else format_table(result))
+    return 0
+
+
+def _serve(args, settings: Settings) -> int:
+    from .server import serve
+
+    serve(Settings.from_env(index_dir=args.index, host=args.host, port=args.port))
+    return 0
+
+
+def _feedback(args, settings: Settings) -> int:
+    from .feedback import print_report
+
+    print_report(settings, limit=args.limit, as_json=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

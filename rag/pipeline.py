@@ -1,0 +1,116 @@
+"""The one path every question takes, from the CLI, the chat UI, the API and the eval.
+
+    question ─▶ clean ─▶ safety ─▶ standalone rewrite ─▶ retrieve ─▶ answer
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Sequence
+
+from . import index as index_store
+from .answering import NOT_FOUND, Answerer, compose, related
+from .config import Settings
+from .conversation import standalone
+from .embedding import Embedder, load_embedder
+from .errors import IndexCorruptError, InvalidQuestionError
+from .index import Index
+from .retrieval import Retriever
+from .safety import check as safety_check
+from .types import Answer
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+
+
+def clean_question(text: object, max_chars: int) -> str:
+    """Normalised question text, or InvalidQuestionError saying what to change."""
+    if not isinstance(text, str):
+        raise InvalidQuestionError("The question must be text.")
+    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
+    text = " ".join(text.split())
+    if not text:
+        raise InvalidQuestionError("Please type a question.")
+    if len(text) > max_chars:
+        raise InvalidQuestionError(
+            f"That question is {len(text):,} characters long; please keep it under {max_chars:,}.")
+    return text
+
+
+class Pipeline:
+    """Shares one model and one index between threads; picks up a new index build by itself."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings.model)
+        self.answerer = Answerer(self.embedder)
+        self._lock = threading.Lock()
+        self._retriever: Retriever | None = None
+        self._checked = 0.0
+        self.retriever()  # fail now, clearly, if there is no index
+
+    def retriever(self) -> Retriever:
+        """The retriever over the live index build, reloading when CURRENT changes.
+
+        A reload happens beside the old index, so questions keep being answered
+        from it until the new one is fully loaded; then one reference is swapped.
+        """
+        current = self._retriever
+        if current and time.monotonic() - self._checked < 1.0:
+            return current
+        self._checked = time.monotonic()
+        version = index_store.current_version(self.settings.index_dir)
+        if current and version == current.index.version:
+            return current
+        with self._lock:
+            if self._retriever is None or version != self._retriever.index.version:
+                try:
+                    index = index_store.load(self.settings.index_dir)
+                except IndexCorruptError:
+                    if self._retriever is None:
+                        raise
+                    return self._retriever  # keep serving the build we have
+                self._retriever = self._make_retriever(index)
+            return self._retriever
+
+    def _make_retriever(self, index: Index) -> Retriever:
+        s = self.settings
+        return Retriever(index, self.embedder, candidates=s.candidates, dense_weight=s.dense_weight,
+                         fusion=s.fusion)
+
+    @property
+    def index(self) -> Index:
+        return self.retriever().index
+
+    def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None) -> Answer:
+        started = time.perf_counter()
+        question = clean_question(question, self.settings.max_question_chars)
+        verdict = safety_check(question)
+        if verdict:  # fixed, human-written text; never retrieved or generated
+            return Answer(question, verdict.message, refused=True, kind=verdict.kind,
+                          timings_ms={"safety": _ms(started)})
+        query = standalone(question, history)
+        retriever = self.retriever()
+        timings = {"prepare": _ms(started)}
+        t = time.perf_counter()
+        vector = retriever.embed_query(query)
+        timings["embed"] = _ms(t)
+        t = time.perf_counter()
+        hits = retriever.search(query, top_k or self.settings.top_k, vector=vector)
+        timings["retrieve"] = _ms(t)
+        t = time.perf_counter()
+        ranked = self.answerer.rank(query, hits, retriever.index, vector,
+                                    focus=question if query != question else None)
+        chosen = self.answerer.select(ranked)
+        timings["answer"] = _ms(t)
+        if not chosen:
+            return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
+                          related=related(ranked), standalone_question=query, timings_ms=timings)
+        text, citations = compose(chosen, retriever.index)
+        return Answer(question, text, refused=False, kind="answer", citations=citations,
+                      retrieved=tuple(hits), standalone_question=query, timings_ms=timings)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)

@@ -1,0 +1,77 @@
+"""Hybrid retrieval: dense (FAISS cosine) and BM25 candidates, fused into one ranking.
+
+Fusion is a convex combination of per-query normalised scores rather than
+plain reciprocal-rank fusion: RRF throws away how far apart scores are, and on
+BEIR SciFact (see ``rag bench-retrieval``) the score-aware fusion ranks better.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .embedding import Embedder
+from .index import Index
+from .types import Hit
+
+
+class Retriever:
+    def __init__(self, index: Index, embedder: Embedder, candidates: int = 50,
+                 dense_weight: float = 0.5, fusion: str = "convex"):
+        if not 0.0 <= dense_weight <= 1.0:
+            raise ValueError(f"dense_weight must be within [0, 1], got {dense_weight}")
+        if fusion not in ("convex", "rrf"):
+            raise ValueError(f"fusion must be 'convex' or 'rrf', got {fusion!r}")
+        self.index = index
+        self.embedder = embedder
+        self.candidates = candidates
+        self.dense_weight = dense_weight
+        self.fusion = fusion
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embedder.embed_batch([query])[0]
+
+    def dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if self.index.dense.ntotal == 0:
+            return []
+        scores, rows = self.index.dense.search(vector.reshape(1, -1).astype(np.float32), min(k, self.index.dense.ntotal))
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def search(self, query: str, top_k: int = 8, vector: np.ndarray | None = None) -> list[Hit]:
+        """The top_k chunks for query, best first."""
+        if top_k <= 0:
+            raise ValueError(f"top_k must be > 0, got {top_k}")
+        vector = self.embed_query(query) if vector is None else vector
+        dense = self.dense(vector, self.candidates)
+        lexical = self.index.lexical.search(query, self.candidates)
+        fused = fuse(dense, lexical, self.dense_weight, self.fusion)
+        dense_of, lexical_of = dict(dense), dict(lexical)
+        return [Hit(self.index.chunks[row], score, dense_of.get(row), lexical_of.get(row))
+                for row, score in fused[:top_k]]
+
+
+def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
+         dense_weight: float, method: str = "convex") -> list[tuple[int, float]]:
+    """One ranking from two; each input is (row, score) best first."""
+    if method == "rrf":
+        parts = [(_rrf(dense), dense_weight), (_rrf(lexical), 1.0 - dense_weight)]
+    else:
+        parts = [(_normalise(dense), dense_weight), (_normalise(lexical), 1.0 - dense_weight)]
+    total: dict[int, float] = {}
+    for scores, weight in parts:
+        for row, score in scores.items():
+            total[row] = total.get(row, 0.0) + weight * score
+    return sorted(total.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _normalise(ranked: list[tuple[int, float]]) -> dict[int, float]:
+    """Min-max scale a candidate list to [0, 1], so cosine and BM25 scores can be added."""
+    if not ranked:
+        return {}
+    scores = [score for _, score in ranked]
+    low, high = min(scores), max(scores)
+    if high - low < 1e-9:
+        return {row: 1.0 for row, _ in ranked}
+    return {row: (score - low) / (high - low) for row, score in ranked}
+
+
+def _rrf(ranked: list[tuple[int, float]], k: int = 60) -> dict[int, float]:
+    return {row: 1.0 / (k + rank) for rank, (row, _) in enumerate(ranked, start=1)}

@@ -1,0 +1,169 @@
+/*
+ * The compact chat inside the widget's iframe (/widget). It calls /api/ask on its
+ * own origin and shows cited answers. Every piece of member or document text is
+ * put on the page with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+  var params = new URLSearchParams(location.search);
+  var log = document.getElementById("log");
+  var form = document.getElementById("ask");
+  var input = document.getElementById("question");
+  var send = document.getElementById("send");
+  var history = [];  // plain {role, content} turns, for follow-up questions
+  var MAX_TURNS = 12;
+
+  var color = params.get("color") || "";
+  if (/^#[0-9a-fA-F]{3,8}$/.test(color)) document.documentElement.style.setProperty("--accent", color);
+  if (params.get("title")) document.title = params.get("title");
+  addMessage("bot", params.get("greeting") ||
+    "Hi! Ask me about the strike. I answer only from the union's documents and show where each answer comes from.");
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    ask(input.value.trim());
+  });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  // Escape inside the frame never reaches the host page: ask the widget to close.
+  window.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && window.parent !== window) window.parent.postMessage({ type: "strikeqa:close" }, "*");
+  });
+  window.addEventListener("message", function (e) {
+    if (e.source === window.parent && e.data && e.data.type === "strikeqa:focus") input.focus();
+  });
+
+  function ask(question) {
+    if (!question || send.disabled) return;
+    addMessage("user", question);
+    input.value = "";
+    send.disabled = true;
+    var pending = addMessage("bot", "…");
+    pending.classList.add("pending");
+    fetch("/api/ask", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ question: question, history: history.slice(-MAX_TURNS) }),
+    }).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (body) {
+        if (!res.ok) throw new Error(body.error || "The server could not answer (" + res.status + ").");
+        return body;
+      });
+    }).then(function (answer) {
+      showAnswer(pending, answer);
+      history.push({ role: "user", content: question }, { role: "assistant", content: answer.answer });
+    }).catch(function (err) {
+      pending.textContent = err.message || "Could not reach the server. Please try again.";
+      pending.classList.add("error");
+    }).finally(function () {
+      pending.classList.remove("pending");
+      send.disabled = false;
+      input.focus();
+    });
+  }
+
+  function addMessage(who, text) {
+    var node = el("div", "msg " + who, text);
+    log.append(node);
+    node.scrollIntoView({ block: "end" });
+    return node;
+  }
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function showAnswer(node, answer) {
+    node.textContent = "";
+    var body = el("div", "text");
+    if (answer.kind === "crisis" || answer.kind === "medical") {
+      appendBold(body, answer.answer);  // our fixed safety text: **bold** only
+    } else {
+      appendCited(body, answer.answer, answer.citations || []);
+    }
+    node.append(body);
+    if (answer.citations && answer.citations.length) {
+      node.append(sourceList("Sources", answer.citations));
+    } else if (answer.related && answer.related.length) {
+      node.append(sourceList("Closest passages (they may not answer your question)", answer.related));
+    }
+    node.append(ratingButtons(answer));
+    node.scrollIntoView({ block: "nearest" });
+  }
+
+  function appendCited(parent, text, citations) {
+    var byN = {};
+    citations.forEach(function (c) { byN[c.n] = c; });
+    var re = /\s*\[(\d+)\]/g, pos = 0, m;
+    while ((m = re.exec(text))) {
+      parent.append(text.slice(pos, m.index));
+      var c = byN[m[1]];
+      var mark = c ? link(sourceUrl(c), "[" + m[1] + "]") : el("span", null, "[" + m[1] + "]");
+      mark.classList.add("cite");
+      if (c) mark.setAttribute("aria-label", "Source " + m[1] + ": " + c.title);
+      parent.append(" ", mark);
+      pos = re.lastIndex;
+    }
+    parent.append(text.slice(pos));
+  }
+
+  function appendBold(parent, text) {
+    text.split("**").forEach(function (part, i) {
+      parent.append(i % 2 ? el("strong", null, part) : document.createTextNode(part));
+    });
+  }
+
+  function sourceList(heading, citations) {
+    var box = el("div", "sources");
+    box.append(el("div", "heading", heading));
+    var list = el("ol");
+    citations.forEach(function (c) {
+      var item = el("li");
+      item.value = c.n;
+      item.append(link(sourceUrl(c), c.title + (c.page ? ", page " + c.page : "")));
+      item.append(el("q", null, c.quote));
+      list.append(item);
+    });
+    box.append(list);
+    return box;
+  }
+
+  function link(href, text) {
+    var a = el("a", null, text);
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener";
+    return a;
+  }
+
+  function sourceUrl(c) {
+    var path = String(c.doc_id).split("/").map(encodeURIComponent).join("/");
+    return "/source/" + path + "?start=" + c.start + "&end=" + c.end + "#passage";
+  }
+
+  function ratingButtons(answer) {
+    var row = el("div", "rate");
+    [[true, "\ud83d\udc4d", "Helpful"], [false, "\ud83d\udc4e", "Not helpful"]].forEach(function (spec) {
+      var b = el("button", null, spec[1]);
+      b.type = "button";
+      b.setAttribute("aria-label", spec[2]);
+      b.setAttribute("aria-pressed", "false");
+      b.addEventListener("click", function () {
+        row.querySelectorAll("button").forEach(function (x) { x.disabled = true; });
+        b.setAttribute("aria-pressed", "true");
+        fetch("/api/feedback", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ liked: spec[0], question: answer.question, answer: answer.answer,
+            kind: answer.kind, citations: answer.citations || [] }),
+        }).then(function () { row.append(el("span", "thanks", "Thanks for the feedback.")); });
+      });
+      row.append(b);
+    });
+    return row;
+  }
+})();

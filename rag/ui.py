@@ -1,0 +1,206 @@
+"""The chat page: a Gradio chat that streams the pipeline's cited answers.
+
+All text from members and from the documents is escaped before Gradio's Markdown
+sees it, so it shows as typed and can never become HTML. Only the fixed safety
+messages, which we wrote, are rendered as Markdown.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from html import escape
+
+import gradio as gr
+
+from .config import Settings
+from .errors import RagError
+from .feedback import FeedbackStore
+from .pipeline import Pipeline
+from .ratelimit import RATE_LIMIT_MESSAGE, RateLimiter
+from .sources import file_url, source_url
+from .types import Answer, Citation
+
+EXAMPLES = [
+    "Has a strike date been set?",
+    "What is Kaiser proposing about layoffs?",
+    "How many therapy appointments did Kaiser cancel during the 2022 strike?",
+    "Who is Molly Parsons?",
+]
+INTRO = (
+    "# Strike Q&A\n"
+    "Ask about the strike. Every answer is quoted **only from the union's documents**, "
+    "with numbered sources you can open and check.\n\n"
+    "This is **not a crisis service**. If you are in crisis, **call or text 988**."
+)
+# System fonts only: a web font would be fetched from the internet on every page load.
+THEME = gr.themes.Default(
+    primary_hue="red", neutral_hue="slate",
+    font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+CSS = """
+.gradio-container { max-width: 860px !important; margin: 0 auto; }
+#intro h1 { margin-bottom: .25rem; }
+#documents { font-size: .85rem; opacity: .85; }
+/* A long pasted word must not widen a phone page ("break-word" still does). */
+#chat .message-content, #chat .message-content * { overflow-wrap: anywhere !important; }
+@media (max-width: 480px) {
+  .gradio-container { padding: 6px !important; }
+  #intro h1 { font-size: 1.4rem; }
+}
+"""
+STREAM_PAUSE_S = 0.04  # between sentences: enough to read as streaming, too short to wait for
+_MARKER = re.compile(r"\s*\[(\d+)\]")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
+
+
+def md_escape(text: str) -> str:
+    """Text that Markdown shows literally and that can never open an HTML tag."""
+    return escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+def answer_pieces(text: str) -> list[str]:
+    """The answer split after each citation marker, for streaming sentence by sentence."""
+    pieces, pos = [], 0
+    for m in _MARKER.finditer(text):
+        pieces.append(text[pos:m.end()])
+        pos = m.end()
+    if text[pos:].strip():
+        pieces.append(text[pos:])
+    return pieces
+
+
+def cited_markdown(text: str, citations: tuple[Citation, ...]) -> str:
+    """Escaped answer text whose [n] markers link to the cited passage."""
+    by_n = {c.n: c for c in citations}
+    out, pos = [], 0
+    for m in _MARKER.finditer(text):
+        out.append(md_escape(text[pos:m.start()]))
+        c = by_n.get(int(m.group(1)))
+        marker = rf"\[{m.group(1)}\]"
+        out.append(f" [{marker}]({source_url(c)})" if c else f" {marker}")
+        pos = m.end()
+    out.append(md_escape(text[pos:]))
+    return "".join(out)
+
+
+def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
+    lines = [f"\n\n**{heading}**"]
+    for c in citations:
+        page = f", page {c.page}" if c.page else ""
+        pdf = f" · [PDF{page}]({url})" if (url := file_url(c)) else ""
+        quote = c.quote if c.quote[:1] in "“\"‘'" else f"“{c.quote}”"  # some quotes bring their own
+        lines.append(f"\n\n**{c.n}.** *{md_escape(c.title)}*{page} — {md_escape(quote)} "
+                     f"[Open passage]({source_url(c)}){pdf}")
+    return "".join(lines)
+
+
+def answer_markdown(answer: Answer, upto: int | None = None) -> str:
+    """The chat message for an answer; ``upto`` pieces only while streaming."""
+    if answer.kind in ("crisis", "medical"):
+        return answer.text  # our own fixed Markdown
+    if answer.citations:
+        text = "".join(answer_pieces(answer.text)[:upto]) if upto is not None else answer.text
+        body = cited_markdown(text, answer.citations)
+        return body if upto is not None else body + sources_markdown(answer.citations, "Sources")
+    body = md_escape(answer.text)
+    if answer.related and upto is None:
+        body += sources_markdown(answer.related, "Closest passages (they may not answer your question)")
+    return body
+
+
+def documents_markdown(pipeline: Pipeline) -> str:
+    index = pipeline.index
+    titles = sorted({d.title for d in index.documents.values()})
+    return (f"**Documents used** (index built {_when(index.manifest.built_at)}): "
+            + " · ".join(f"*{md_escape(t)}*" for t in titles))
+
+
+def _when(stamp: str) -> str:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%d %b %Y, %H:%M UTC")
+    except ValueError:
+        return stamp
+
+
+def plain_history(turns: list[dict]) -> list[dict]:
+    """The conversation as the pipeline reads it: plain text, no notices."""
+    return [{"role": t["role"], "content": t["content"]} for t in turns
+            if t["role"] in ("user", "assistant") and t.get("kind") != "notice" and t["content"]]
+
+
+def _chat(turns: list[dict]) -> list[dict]:
+    return [{"role": t["role"], "content": t["display"]} for t in turns]
+
+
+def build_ui(settings: Settings, pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> gr.Blocks:
+    def respond(message: str, turns: list[dict], request: gr.Request) -> Iterator[tuple]:
+        message = (message or "").strip()
+        if not message:
+            yield "", _chat(turns), turns
+            return
+        history = plain_history(turns)
+        turns = [*turns, {"role": "user", "content": message, "display": md_escape(message)}]
+        yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
+        client = request.client.host if request and request.client else "unknown"
+        if limiter.wait_time(client) > 0:
+            turns = [*turns, _notice(RATE_LIMIT_MESSAGE)]
+            yield "", _chat(turns), turns
+            return
+        try:
+            answer = pipeline.ask(message, history)
+        except RagError as exc:  # a too-long question, a missing index: say so plainly
+            turns = [*turns, _notice(str(exc))]
+            yield "", _chat(turns), turns
+            return
+        store.record_answer(answer)
+        for n in range(1, len(answer_pieces(answer.text)) if answer.citations else 0):
+            partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
+            yield "", _chat(turns) + [partial], turns
+            time.sleep(STREAM_PAUSE_S)
+        turns = [*turns, {"role": "assistant", "content": answer.text, "display": answer_markdown(answer),
+                          "kind": answer.kind, "question": answer.question,
+                          "citations": answer.to_json()["citations"]}]
+        yield "", _chat(turns), turns
+
+    def rate(turns: list[dict], data: gr.LikeData) -> None:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        if data.liked not in (True, False) or not 0 <= index < len(turns):
+            return  # an undone vote, or a message that is not an answer
+        turn = turns[index]
+        if turn["role"] == "assistant" and "question" in turn:
+            store.record_rating(data.liked, turn["question"], turn["content"], turn["citations"],
+                                kind=turn["kind"])
+
+    def fill_example(evt: gr.SelectData) -> str:
+        return evt.value["text"]
+
+    with gr.Blocks(title="Strike Q&A", analytics_enabled=False, fill_height=True) as demo:
+        gr.Markdown(INTRO, elem_id="intro")
+        turns = gr.State([])
+        chatbot = gr.Chatbot(
+            label="Conversation", show_label=False, elem_id="chat", scale=1, min_height=320,
+            examples=[{"text": q} for q in EXAMPLES], layout="bubble",
+            placeholder="Ask a question about the strike, or pick one of these:",
+            feedback_options=("Like", "Dislike"), buttons=["copy"],
+            sanitize_html=True, allow_tags=False, latex_delimiters=[],
+        )
+        textbox = gr.Textbox(label="Your question", show_label=False, elem_id="question",
+                             placeholder="Ask about the strike…", submit_btn="Ask", autofocus=True,
+                             lines=1, max_lines=4)
+        gr.Markdown(lambda: documents_markdown(pipeline), elem_id="documents")
+        flow = dict(fn=respond, inputs=[textbox, turns], outputs=[textbox, chatbot, turns],
+                    show_progress="hidden")
+        textbox.submit(**flow)
+        chatbot.example_select(fill_example, None, textbox).then(**flow)
+        chatbot.like(rate, [turns], None)
+        chatbot.clear(lambda: [], None, turns)
+    # The pipeline is thread-safe; Gradio's default of one run at a time would queue everyone.
+    demo.queue(default_concurrency_limit=8)
+    return demo
+
+
+def _notice(text: str) -> dict:
+    return {"role": "assistant", "content": "", "display": md_escape(text), "kind": "notice"}

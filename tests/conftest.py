@@ -1,0 +1,129 @@
+"""Shared fixtures: the real model, an index of the shipped corpus, a pipeline, and live servers.
+
+Everything heavy is session-scoped: the model loads once and the corpus is
+indexed once, into a temporary folder, never into the repo's own index/.
+"""
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+import time
+from dataclasses import replace
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings, offline_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+
+offline_environment()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embedding import load_embedder
+
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def corpus_settings(tmp_path_factory, embedder) -> Settings:
+    """Settings whose index holds the shipped corpus, built once into a temporary folder."""
+    from rag.ingest import ingest
+
+    base = tmp_path_factory.mktemp("strike-qa")
+    settings = Settings(corpus_dir=CORPUS, index_dir=base / "index", data_dir=base / "data")
+    ingest([CORPUS], settings, embedder_factory=lambda: embedder, progress=False)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def pipeline(corpus_settings, embedder):
+    from rag.pipeline import Pipeline
+
+    return Pipeline(corpus_settings, embedder=embedder)
+
+
+class LiveServer:
+    """An ASGI app served by uvicorn on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))  # the OS picks the port: no race with other tests
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server at {self.url} did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+class StaticSite:
+    """A plain web site (another origin) serving files from a folder, like a union's own site."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "StaticSite":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def page(self, name: str, html: str) -> str:
+        (self.folder / name).write_text(html, encoding="utf-8")
+        return f"{self.url}/{name}"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def union_site(tmp_path_factory):
+    """The site allowed to embed the widget."""
+    with StaticSite(tmp_path_factory.mktemp("union-site")) as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def foreign_site(tmp_path_factory):
+    """A site that is not on the allowed list."""
+    with StaticSite(tmp_path_factory.mktemp("foreign-site")) as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def live_server(corpus_settings, pipeline, union_site):
+    """The whole app (chat, API, widget) on a loopback port; the union site may embed it."""
+    from rag.server import create_app
+
+    settings = replace(corpus_settings, allowed_origins=(union_site.url,))
+    with LiveServer(create_app(settings, pipeline)) as server:
+        yield server

@@ -1,0 +1,127 @@
+"""Answers from the real model over the shipped corpus: right facts, right citations, honest refusals."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.errors import IndexNotFoundError, InvalidQuestionError
+from rag.ingest import ingest
+from rag.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+STRIKE_2022 = "kaiser-clinicians-strike-2022.txt"
+STRIKE_VOTE = "another-kaiser-strike-vote.txt"
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("index")
+    settings = Settings.from_env(environ={}, index_dir=folder)
+    ingest([ROOT / "corpus"], settings)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipeline(index_dir):
+    return Pipeline(Settings.from_env(environ={}, index_dir=index_dir))
+
+
+def assert_verbatim(answer, pipeline):
+    assert answer.citations, answer.text
+    for c in answer.citations:
+        doc = pipeline.index.documents[c.doc_id]
+        assert doc.text[c.start:c.end] == c.quote
+        assert f"[{c.n}]" in answer.text
+
+
+@pytest.mark.parametrize("question, fact, doc_id", [
+    ("How many therapy appointments did Kaiser cancel during the 2022 strike?", "111,803", STRIKE_VOTE),
+    ("Has a strike date been set?", "No strike date has been set", STRIKE_VOTE),
+    ("How many mental health therapists are voting on the strike?", "2,400", STRIKE_VOTE),
+    ("How many patients are there for every mental health clinician?", "2,600", STRIKE_2022),
+    ("Who is Molly Parsons?", "therapist with Kaiser", STRIKE_VOTE),
+])
+def test_answers_cite_the_right_document_verbatim(pipeline, question, fact, doc_id):
+    answer = pipeline.ask(question)
+    assert not answer.refused and answer.kind == "answer"
+    assert fact in answer.text
+    assert any(c.doc_id == doc_id and fact in c.quote for c in answer.citations)
+    assert_verbatim(answer, pipeline)
+
+
+@pytest.mark.parametrize("question", [
+    "Who is the CEO of Kaiser Permanente?",
+    "What is the capital of France?",
+    "Write me a poem about cats",
+    "How much strike pay will members get?",
+])
+def test_refuses_what_the_documents_do_not_say(pipeline, question):
+    answer = pipeline.ask(question)
+    assert answer.refused and answer.kind == "not_found" and not answer.citations
+    assert answer.text == "The strike documents don't say."
+    for c in answer.related:  # the closest passages are still exact spans
+        assert pipeline.index.documents[c.doc_id].text[c.start:c.end] == c.quote
+
+
+def test_multi_source_question_cites_both_documents(pipeline):
+    answer = pipeline.ask("How much has Kaiser been fined?")
+    assert {c.doc_id for c in answer.citations} == {STRIKE_VOTE, STRIKE_2022}
+    assert "4 million dollars" in answer.text and "$50 million" in answer.text
+    assert_verbatim(answer, pipeline)
+
+
+def test_follow_up_uses_the_conversation(pipeline):
+    history = [{"role": "user", "content": "Who is Molly Parsons?"},
+               {"role": "assistant", "content": "Molly Parsons is a therapist with Kaiser in the Bay Area [1]."}]
+    answer = pipeline.ask("What did she say?", history)
+    assert answer.standalone_question == "What did Molly Parsons say?"
+    assert "inappropriate bookings" in answer.text
+
+
+def test_quote_continuation_keeps_its_speaker(pipeline):
+    answer = pipeline.ask("Who said Kaiser management wants therapists to be cogs in a machine?")
+    assert "Shay Loftus" in answer.text and "cogs in their machine" in answer.text
+    assert_verbatim(answer, pipeline)
+
+
+@pytest.mark.parametrize("question, message", [("", "type a question"), ("  \n\t ", "type a question"),
+                                               ("x" * 50_000, "50,000 characters")])
+def test_bad_questions_get_clear_errors(pipeline, question, message):
+    with pytest.raises(InvalidQuestionError, match=message):
+        pipeline.ask(question)
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="rag ingest"):
+        Pipeline(Settings.from_env(environ={}, index_dir=tmp_path / "none"))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_cli_json_has_the_documented_keys(index_dir):
+    out = run_cli("ask", "How many therapy appointments did Kaiser cancel during the 2022 strike?", "--json",
+                  "--index", str(index_dir))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    golden = json.loads((ROOT / "tests" / "golden" / "ask.json").read_text())
+    assert sorted(data) == sorted(golden["keys"])
+    assert sorted(data["citations"][0]) == sorted(golden["citation_keys"])
+    assert sorted(data["retrieved"][0]) == sorted(golden["retrieved_keys"])
+    assert "111,803" in data["answer"] and data["refused"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (("ask", "   "), "error: Please type a question."),
+    (("ask", "anything", "--index", "/nonexistent/index"), "error: no index in /nonexistent/index"),
+    (("ask", "anything", "--top-k", "0"), "error: --top-k must be > 0"),
+])
+def test_cli_errors_are_one_line_without_traceback(index_dir, args, message):
+    out = run_cli(*args) if "--index" in args else run_cli(*args, "--index", str(index_dir))
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,118 @@
+"""The feedback database: what is kept, what never is, and that concurrent writers lose nothing."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.feedback import FeedbackStore, open_store, print_report
+from rag.types import Answer, Citation
+
+ROOT = Path(__file__).resolve().parent.parent
+CITE = Citation(1, "strike.txt", "Strike update", None, "strike.txt:0", "No strike date has been set.", 10, 38)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+def test_ratings_and_unanswered_round_trip_newest_first(settings):
+    store = open_store(settings)
+    citations = [{"n": 1, "doc_id": "strike.txt", "quote": "No strike date has been set."}]
+    store.record_rating(True, "Has a strike date been set?", "No strike date has been set. [1]", citations)
+    store.record_rating(False, "When is the vote?", "The strike vote began this week. [1]", citations)
+    store.record_unanswered("Where do I park?")
+    store.record_unanswered("What is the capital of France?")
+
+    dislikes = store.ratings("dislike")
+    assert [r.question for r in dislikes] == ["When is the vote?"]
+    assert dislikes[0].citations == citations and dislikes[0].rating == "dislike"
+    assert [r.rating for r in store.ratings()] == ["dislike", "like"]
+    assert [u.question for u in store.unanswered()] == ["What is the capital of France?", "Where do I park?"]
+    assert store.counts() == {"likes": 1, "dislikes": 1, "unanswered": 2}
+
+
+def test_only_not_found_answers_are_kept_as_unanswered(settings):
+    store = open_store(settings)
+    for kind in ("answer", "not_found", "crisis", "medical", "invalid"):
+        store.record_answer(Answer(f"question of kind {kind}", "text", refused=kind != "answer", kind=kind,
+                                   citations=(CITE,) if kind == "answer" else ()))
+    assert [u.question for u in store.unanswered()] == ["question of kind not_found"]
+
+
+def test_a_rating_of_a_crisis_reply_does_not_keep_the_message(settings):
+    store = open_store(settings)
+    store.record_rating(False, "I want to end my life", "Call or text 988", [], kind="crisis")
+    assert store.ratings()[0].question == "(not stored: crisis message)"
+
+
+def test_the_database_holds_no_personal_data_and_uses_wal(settings):
+    store = open_store(settings)
+    with sqlite3.connect(store.path) as conn:
+        columns = {table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                   for table in ("ratings", "unanswered")}
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert columns == {"ratings": {"id", "created_at", "rating", "kind", "question", "answer", "citations"},
+                       "unanswered": {"id", "created_at", "question"}}
+
+
+def test_parallel_threads_lose_no_record(settings):
+    store = open_store(settings)
+
+    def write(worker: int) -> None:
+        for i in range(50):
+            store.record_rating(i % 2 == 0, f"q{worker}-{i}", "a", [{"n": 1}])
+            store.record_unanswered(f"u{worker}-{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))
+    assert store.counts() == {"likes": 200, "dislikes": 200, "unanswered": 400}
+    assert len({r.question for r in store.ratings(limit=1000)}) == 400
+
+
+def test_parallel_processes_lose_no_record(tmp_path):
+    db = tmp_path / "feedback.sqlite"
+    code = textwrap.dedent(f"""
+        import sys
+        from rag.feedback import FeedbackStore
+        store = FeedbackStore({str(db)!r})
+        for i in range(50):
+            store.record_rating(False, f"p{{sys.argv[1]}}-{{i}}", "a", [])
+            store.record_unanswered(f"p{{sys.argv[1]}}-{{i}}")
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", code, str(n)], cwd=ROOT) for n in range(6)]
+    assert [w.wait(timeout=120) for w in workers] == [0] * 6
+    assert FeedbackStore(db).counts() == {"likes": 0, "dislikes": 300, "unanswered": 300}
+
+
+def test_report_lists_dislikes_and_unanswered(settings, capsys):
+    store = open_store(settings)
+    store.record_rating(False, "Has a strike date been set?", "No strike date has been set. [1]",
+                        [{"n": 1, "doc_id": "strike.txt"}])
+    store.record_rating(True, "Who is Molly Parsons?", "A therapist. [1]", [])
+    store.record_unanswered("Where do I park?")
+
+    print_report(settings, limit=10)
+    text = capsys.readouterr().out
+    assert "1 likes, 1 dislikes, 1 unanswered" in text
+    assert "Has a strike date been set?" in text and "cited: strike.txt" in text
+    assert "Who is Molly Parsons?" not in text  # likes are counted, not listed
+    assert "Where do I park?" in text
+
+    print_report(settings, limit=10, as_json=True)
+    report = json.loads(capsys.readouterr().out)
+    assert [d["question"] for d in report["dislikes"]] == ["Has a strike date been set?"]
+    assert [u["question"] for u in report["unanswered"]] == ["Where do I park?"]
+
+
+def test_report_limit_must_be_positive(settings):
+    with pytest.raises(ValueError, match="--limit must be > 0"):
+        print_report(settings, limit=0)

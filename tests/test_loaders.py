@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from rag.errors import UnreadableDocumentError
+from rag.loaders import Loaded, Skipped, load_file, walk_corpus
+from tests.pdfs import encrypted_pdf, imageonly_pdf, text_pdf, truncated_pdf
+
+
+def test_pdf_keeps_pages_and_metadata_title(tmp_path):
+    pdf = text_pdf(tmp_path / "contract.pdf", ["Article 1 wages.", "Article 2 layoffs need notice."], title="2024 Contract")
+    doc = load_file(pdf, "contract.pdf").document
+    assert doc.title == "2024 Contract"
+    assert [p.number for p in doc.pages] == [1, 2]
+    second = doc.pages[1]
+    assert doc.text[second.start:second.end] == "Article 2 layoffs need notice."
+    assert doc.page_at(doc.text.index("layoffs")) == 2
+
+
+@pytest.mark.parametrize("make, reason", [
+    (encrypted_pdf, "encrypted"),
+    (imageonly_pdf, "no extractable text"),
+    (truncated_pdf, "corrupt"),
+])
+def test_broken_pdfs_raise_clear_reasons(tmp_path, make, reason):
+    pdf = make(tmp_path / "bad.pdf")
+    with pytest.raises(UnreadableDocumentError, match=reason):
+        load_file(pdf, "bad.pdf")
+
+
+def test_html_keeps_visible_text_only(tmp_path):
+    page = tmp_path / "news.html"
+    page.write_text("<html><head><title>Strike news</title><style>p{color:red}</style></head>"
+                    "<body><h1>Vote</h1><script>alert(1)</script><p>The vote ends in February.</p></body></html>")
+    doc = load_file(page, "news.html").document
+    assert doc.title == "Strike news"
+    assert "The vote ends in February." in doc.text
+    assert "alert" not in doc.text and "color" not in doc.text
+
+
+def test_non_utf8_text_falls_back_and_says_so(tmp_path):
+    f = tmp_path / "old.txt"
+    f.write_bytes("Caf\u00e9 workers \u2013 strike".encode("cp1252"))
+    loaded = load_file(f, "old.txt")
+    assert loaded.document.text == "Caf\u00e9 workers \u2013 strike"
+    assert "Windows-1252" in loaded.note
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"  \n", "empty"), (b"\x89PNG\r\n\x00\x00IHDR", "binary")])
+def test_empty_and_binary_text_files_are_refused(tmp_path, content, reason):
+    f = tmp_path / "x.txt"
+    f.write_bytes(content)
+    with pytest.raises(UnreadableDocumentError, match=reason):
+        load_file(f, "x.txt")
+
+
+def test_walk_reports_every_bad_file_and_loads_the_rest(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "good.md").write_text("# Strike FAQ\nPickets start at 7.")
+    (tmp_path / "sub" / "good.txt").write_text("Second good file.")
+    encrypted_pdf(tmp_path / "locked.pdf")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "loop").symlink_to(tmp_path)
+    results = list(walk_corpus(tmp_path))
+    loaded = sorted(r.document.doc_id for r in results if isinstance(r, Loaded))
+    skipped = {r.path: r.reason for r in results if isinstance(r, Skipped)}
+    assert loaded == ["good.md", "sub/good.txt"]
+    assert "encrypted" in skipped["locked.pdf"]
+    assert "unsupported" in skipped["image.png"]
+    assert any("symlink loop" in reason for reason in skipped.values())
+    assert next(r for r in results if isinstance(r, Loaded) and r.document.doc_id == "good.md").document.title == "Strike FAQ"

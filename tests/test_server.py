@@ -1,0 +1,249 @@
+"""The web server through HTTP: the JSON API, CORS and CSP, the rate limit, the source pages."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.errors import IndexCorruptError
+from rag.feedback import open_store
+from rag.pipeline import Pipeline
+from rag.server import allowed_origins, create_app
+from rag.ui import answer_markdown, md_escape
+from tests.pdfs import text_pdf
+
+UNION = "https://union.example.org"
+KEYS = {"question", "answer", "refused", "kind", "citations", "retrieved", "related", "latency_ms"}
+CITATION_KEYS = {"n", "doc_id", "title", "page", "chunk_id", "quote", "start", "end"}
+APPOINTMENTS = "How many therapy appointments did Kaiser cancel during the 2022 strike?"
+
+
+@pytest.fixture(scope="module")
+def settings(corpus_settings, tmp_path_factory):
+    return replace(corpus_settings, allowed_origins=(UNION,), rate_limit_per_minute=1000,
+                   data_dir=tmp_path_factory.mktemp("server-data"))
+
+
+@pytest.fixture(scope="module")
+def client(settings, pipeline):
+    return TestClient(create_app(settings, pipeline))
+
+
+def ask(client, question, **extra):
+    return client.post("/api/ask", json={"question": question, **extra})
+
+
+def test_ask_returns_the_answer_json_with_exact_citations(client, pipeline):
+    r = ask(client, APPOINTMENTS)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == KEYS
+    assert body["kind"] == "answer" and not body["refused"]
+    assert "111,803" in body["answer"] and "[1]" in body["answer"]
+    assert body["citations"] and all(set(c) == CITATION_KEYS for c in body["citations"])
+    for c in body["citations"]:  # every quote is the exact span it claims to be
+        assert pipeline.index.documents[c["doc_id"]].text[c["start"]:c["end"]] == c["quote"]
+
+
+def test_follow_up_questions_use_the_history(client):
+    first = ask(client, "Who is Molly Parsons?").json()
+    history = [{"role": "user", "content": "Who is Molly Parsons?"},
+               {"role": "assistant", "content": first["answer"]}]
+    r = ask(client, "What did she say?", history=history)
+    assert r.status_code == 200
+    assert "Molly Parsons" in r.json()["answer"] and r.json()["citations"]
+
+
+@pytest.mark.parametrize("payload, status, message", [
+    ({}, 422, "Missing field: question"),
+    ({"question": ""}, 400, "Please type a question"),
+    ({"question": "   \n "}, 400, "Please type a question"),
+    ({"question": "strike " * 400}, 400, "please keep it under 2,000"),
+    ({"question": 5}, 422, "Invalid question"),
+    ({"question": ["a"]}, 422, "Invalid question"),
+    ({"question": "Is there a strike?", "history": "nope"}, 422, "Invalid history"),
+    ({"question": "Is there a strike?", "history": [{"role": "system", "content": "x"}]}, 422, "Invalid history"),
+])
+def test_bad_questions_get_a_clear_4xx(client, payload, status, message):
+    r = client.post("/api/ask", json=payload)
+    assert r.status_code == status
+    assert message in r.json()["error"]
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("body", ["{\"question\": ", "not json", ""])
+def test_malformed_json_gets_a_clear_4xx(client, body):
+    r = client.post("/api/ask", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["error"] in ("The request body is not valid JSON.", "Missing field: question.",
+                                 "The request needs a JSON body.")
+
+
+class _BrokenPipeline:
+    """Stands in for a pipeline whose index broke after start-up."""
+
+    def __init__(self, real: Pipeline, error: Exception):
+        self.index, self.error = real.index, error
+
+    def ask(self, question, history=None):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, status, message", [
+    (IndexCorruptError("index in /x is unreadable; rebuild it with `rag ingest`"), 503, "rebuild it"),
+    (RuntimeError("secret internals"), 500, "Something went wrong on our side"),
+])
+def test_pipeline_errors_become_json_never_a_traceback(settings, pipeline, error, status, message):
+    client = TestClient(create_app(settings, _BrokenPipeline(pipeline, error)), raise_server_exceptions=False)
+    r = ask(client, "Has a strike date been set?")
+    assert r.status_code == status
+    assert message in r.json()["error"]
+    assert "Traceback" not in r.text and "secret internals" not in r.text
+
+
+def test_healthz_reports_the_index(client, pipeline):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    manifest = pipeline.index.manifest
+    assert r.json() == {"status": "ok", "documents": 2, "chunks": manifest.chunks, "built_at": manifest.built_at}
+
+
+def test_openapi_documents_the_api(client):
+    assert "/api/ask" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_cors_allows_only_listed_origins(client):
+    allowed = client.post("/api/ask", json={"question": "Who is Molly Parsons?"}, headers={"Origin": UNION})
+    assert allowed.headers["access-control-allow-origin"] == UNION
+    other = client.post("/api/ask", json={"question": "Who is Molly Parsons?"},
+                        headers={"Origin": "https://evil.example.com"})
+    assert "access-control-allow-origin" not in other.headers
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    ok = client.options("/api/ask", headers={"Origin": UNION, **preflight})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == UNION
+    refused = client.options("/api/ask", headers={"Origin": "https://evil.example.com", **preflight})
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+
+
+def test_gradio_adds_no_cors_headers_of_its_own(client):
+    # Gradio's own CORS middleware would allow any localhost origin.
+    r = client.get("/gradio_api/info", headers={"Origin": "http://localhost:9999"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_widget_page_may_be_framed_only_by_listed_sites(client):
+    r = client.get("/widget")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert f"frame-ancestors 'self' {UNION}" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_other_pages_default_to_frame_ancestors(client):
+    assert client.get("/").headers["content-security-policy"] == f"frame-ancestors 'self' {UNION}"
+    assert client.get("/healthz").headers["x-content-type-options"] == "nosniff"
+
+
+def test_origins_are_checked_before_they_reach_a_header(settings):
+    with pytest.raises(ValueError, match="must look like https://union.example.org"):
+        allowed_origins(replace(settings, allowed_origins=("https://a.org; script-src *",)))
+    assert allowed_origins(replace(settings, allowed_origins=("https://a.org/",))) == ("https://a.org",)
+
+
+def test_widget_js_is_served_as_javascript(client):
+    r = client.get("/widget.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert "document.currentScript" in r.text and "attachShadow" in r.text
+
+
+def test_asking_too_fast_gets_429_with_a_clear_message(settings, pipeline):
+    client = TestClient(create_app(replace(settings, rate_limit_per_minute=2), pipeline))
+    assert [ask(client, "Who is Molly Parsons?").status_code for _ in range(2)] == [200, 200]
+    r = ask(client, "Who is Molly Parsons?")
+    assert r.status_code == 429
+    assert "too quickly" in r.json()["error"]
+    assert int(r.headers["retry-after"]) >= 1
+
+
+def test_unanswered_questions_are_kept_but_crisis_messages_never(client, settings):
+    assert ask(client, "What is the capital of France?").json()["kind"] == "not_found"
+    assert ask(client, "I want to kill myself").json()["kind"] == "crisis"
+    assert ask(client, "Should I stop taking my sertraline?").json()["kind"] == "medical"
+    kept = [u.question for u in open_store(settings).unanswered(limit=50)]
+    assert "What is the capital of France?" in kept
+    assert not any("kill" in q or "sertraline" in q for q in kept)
+
+
+def test_feedback_is_stored(client, settings):
+    answer = ask(client, APPOINTMENTS).json()
+    r = client.post("/api/feedback", json={"liked": False, "question": answer["question"],
+                                           "answer": answer["answer"], "citations": answer["citations"]})
+    assert r.status_code == 200
+    latest = open_store(settings).ratings("dislike", limit=1)[0]
+    assert latest.question == APPOINTMENTS and latest.citations == answer["citations"]
+    assert client.post("/api/feedback", json={"liked": "yes"}).status_code == 422
+
+
+def test_source_page_highlights_the_cited_passage(client):
+    c = ask(client, APPOINTMENTS).json()["citations"][0]
+    r = client.get(f"/source/{c['doc_id']}", params={"start": c["start"], "end": c["end"]})
+    assert r.status_code == 200
+    assert f'<mark id="passage">{c["quote"]}</mark>' in r.text
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("path", [
+    "/source/../pyproject.toml",
+    "/source/%2e%2e/pyproject.toml",
+    "/source/%2e%2e%2fpyproject.toml",
+    "/source/..%2F..%2Fetc%2Fpasswd",
+    "/source//etc/passwd",
+    "/source/%2Fetc%2Fpasswd",
+    "/source/corpus/../../pyproject.toml",
+    "/files/%2e%2e%2fpyproject.toml",
+    "/files//etc/passwd",
+    "/source/another-kaiser-strike-vote.txt%00.pdf",
+])
+def test_source_routes_refuse_paths_outside_the_corpus(client, path):
+    r = client.get(path)
+    assert r.status_code in (400, 404)
+    assert "[build-system]" not in r.text and "root:" not in r.text
+
+
+def test_symlinks_out_of_the_corpus_are_refused(tmp_path, embedder):
+    from rag.ingest import ingest
+    from rag.config import Settings
+
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    corpus.mkdir(), outside.mkdir()
+    (corpus / "strike.txt").write_text("Strike update\nThe strike vote passed with 94 percent.\n")
+    (outside / "secret.txt").write_text("Board minutes\nTOP SECRET bargaining plan.\n")
+    (corpus / "leak.txt").symlink_to(outside / "secret.txt")
+    text_pdf(corpus / "faq.pdf", ["Strike FAQ", "Picket lines start at 7 am."], title="Strike FAQ")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", data_dir=tmp_path / "data")
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    pipeline = Pipeline(settings, embedder=embedder)
+    assert "leak.txt" in pipeline.index.documents  # indexed, so only the server's check stops it
+    client = TestClient(create_app(settings, pipeline))
+
+    for path in ("/source/leak.txt", "/files/leak.txt"):
+        r = client.get(path)
+        assert r.status_code == 404 and "TOP SECRET" not in r.text
+    assert "94 percent" in client.get("/source/strike.txt").text
+    pdf = client.get("/files/faq.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    assert client.get("/files/strike.txt").status_code == 404  # only PDFs are served raw
+
+
+def test_chat_markdown_shows_member_and_document_text_literally(pipeline):
+    hostile = "<img src=x onerror=alert(1)> **bold** [link](javascript:alert(1))"
+    escaped = md_escape(hostile)
+    assert "<" not in escaped and "](" not in escaped and "**" not in escaped
+    answer = pipeline.ask(APPOINTMENTS)
+    shown = answer_markdown(answer)
+    assert "111,803" in shown and "/source/another-kaiser-strike-vote.txt?start=" in shown
+    assert "**Sources**" in shown
