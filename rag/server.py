@@ -50,7 +50,9 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     return gr.mount_gradio_app(
         app, blocks, path="/", server_name=settings.host, server_port=settings.port,
         theme=THEME, css=CSS, footer_links=[], run_history=False,  # no question kept in the browser
-        ssr_mode=False, pwa=False, mcp_server=False, show_error=True,
+        # show_error off: an unexpected exception's text is not for members' eyes;
+        # the errors a member can act on are shown as chat messages instead.
+        ssr_mode=False, pwa=False, mcp_server=False, show_error=False,
     )
 
 

@@ -58,7 +58,9 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))  # the OS picks the port: no race with other tests
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        # A browser may hold a streaming connection open; don't wait long for it at shutdown.
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -124,6 +126,7 @@ def live_server(corpus_settings, pipeline, union_site):
     """The whole app (chat, API, widget) on a loopback port; the union site may embed it."""
     from rag.server import create_app
 
-    settings = replace(corpus_settings, allowed_origins=(union_site.url,))
+    # A generous limit: every test here asks from 127.0.0.1; the limit has tests of its own.
+    settings = replace(corpus_settings, allowed_origins=(union_site.url,), rate_limit_per_minute=1000)
     with LiveServer(create_app(settings, pipeline)) as server:
         yield server

@@ -120,8 +120,20 @@ def test_cli_json_has_the_documented_keys(index_dir):
     (("ask", "anything", "--index", "/nonexistent/index"), "error: no index in /nonexistent/index"),
     (("ask", "anything", "--top-k", "0"), "error: --top-k must be > 0"),
 ])
-def test_cli_errors_are_one_line_without_traceback(index_dir, args, message):
-    out = run_cli(*args) if "--index" in args else run_cli(*args, "--index", str(index_dir))
-    assert out.returncode != 0
-    assert out.stderr.strip().splitlines()[-1].startswith(message)
-    assert "Traceback" not in out.stderr
+def test_cli_errors_are_one_line_without_traceback(index_dir, capsys, args, message):
+    from rag.cli import main
+
+    code = main(list(args) if "--index" in args else [*args, "--index", str(index_dir)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(message)
+
+
+def test_cli_reports_unreadable_index(tmp_path, capsys):
+    from rag.cli import main
+
+    (tmp_path / "CURRENT").write_text("build-x\n")
+    (tmp_path / "build-x").mkdir()
+    (tmp_path / "build-x" / "manifest.json").write_text("{not json")
+    assert main(["ask", "anything", "--index", str(tmp_path)]) == 1
+    assert "unreadable" in capsys.readouterr().err

@@ -1,7 +1,10 @@
 """The web server through HTTP: the JSON API, CORS and CSP, the rate limit, the source pages."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+
+import httpx
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,6 +12,7 @@ from fastapi.testclient import TestClient
 from rag.errors import IndexCorruptError
 from rag.feedback import open_store
 from rag.pipeline import Pipeline
+from rag.ratelimit import RateLimiter
 from rag.server import allowed_origins, create_app
 from rag.ui import answer_markdown, md_escape
 from tests.pdfs import text_pdf
@@ -166,6 +170,36 @@ def test_asking_too_fast_gets_429_with_a_clear_message(settings, pipeline):
     assert r.status_code == 429
     assert "too quickly" in r.json()["error"]
     assert int(r.headers["retry-after"]) >= 1
+
+
+def test_rate_limit_is_a_sliding_window_per_client():
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+
+    def asks_at(t: float, n: int = 1, key: str = "a") -> list[float]:
+        now[0] = t
+        return [limiter.wait_time(key) for _ in range(n)]
+
+    assert asks_at(0) + asks_at(10) + asks_at(20) == [0.0, 0.0, 40.0]
+    assert asks_at(20, key="b") == [0.0]  # another client has its own window
+    assert asks_at(60, 2) == [0.0, 10.0]  # the ask at 0 has left the window; the one at 10 has not
+    assert RateLimiter(0).wait_time("a") == 0.0  # 0 turns the limit off
+
+
+def test_rate_limit_holds_under_concurrency():
+    limiter = RateLimiter(25)
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(lambda _: limiter.wait_time("same-client"), range(200)))
+    assert waits.count(0.0) == 25
+
+
+def test_concurrent_questions_are_all_answered(live_server):
+    questions = ["Who is Molly Parsons?", APPOINTMENTS, "Has a strike date been set?",
+                 "What is Kaiser proposing about layoffs?"] * 2
+    with httpx.Client(base_url=live_server.url, timeout=60) as http, ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda q: http.post("/api/ask", json={"question": q}), questions))
+    assert [r.status_code for r in replies] == [200] * len(questions)
+    assert [r.json()["question"] for r in replies] == questions
 
 
 def test_unanswered_questions_are_kept_but_crisis_messages_never(client, settings):

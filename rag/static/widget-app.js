@@ -33,6 +33,7 @@
   window.addEventListener("message", function (e) {
     if (e.source === window.parent && e.data && e.data.type === "strikeqa:focus") input.focus();
   });
+  if (window.parent !== window) window.parent.postMessage({ type: "strikeqa:ready" }, "*");
 
   function ask(question) {
     if (!question || send.disabled) return;
@@ -125,11 +126,27 @@
       var item = el("li");
       item.value = c.n;
       item.append(link(sourceUrl(c), c.title + (c.page ? ", page " + c.page : "")));
-      item.append(el("q", null, c.quote));
+      // Some quotes open with their own quotation mark; don't double it.
+      var quote = /^["\u201c\u2018']/.test(c.quote) ? c.quote : "\u201c" + c.quote + "\u201d";
+      item.append(el("span", "quote", quote));
       list.append(item);
     });
     box.append(list);
     return box;
+  }
+
+  function thumb(down) {
+    // An SVG, not an emoji: phones and kiosks without an emoji font show boxes.
+    var NS = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(NS, "path");
+    path.setAttribute("d", "M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 " +
+      "6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z");
+    svg.append(path);
+    if (down) svg.style.transform = "rotate(180deg)";
+    return svg;
   }
 
   function link(href, text) {
@@ -147,10 +164,12 @@
 
   function ratingButtons(answer) {
     var row = el("div", "rate");
-    [[true, "\ud83d\udc4d", "Helpful"], [false, "\ud83d\udc4e", "Not helpful"]].forEach(function (spec) {
-      var b = el("button", null, spec[1]);
+    [[true, "Helpful"], [false, "Not helpful"]].forEach(function (spec) {
+      var b = el("button");
       b.type = "button";
-      b.setAttribute("aria-label", spec[2]);
+      b.append(thumb(!spec[0]));
+      b.setAttribute("aria-label", spec[1]);
+      b.title = spec[1];
       b.setAttribute("aria-pressed", "false");
       b.addEventListener("click", function () {
         row.querySelectorAll("button").forEach(function (x) { x.disabled = true; });

@@ -56,7 +56,7 @@
   var ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 ' +
     '2H8l-4 4V6a2 2 0 0 1 2-2z"/></svg>';
 
-  var host, root, panel, launcher, frame, isOpen = false;
+  var host, root, panel, launcher, frame, isOpen = false, chatReady = false;
 
   function build() {
     host = document.createElement("strike-qa-widget");
@@ -116,7 +116,6 @@
       var query = new URLSearchParams({ title: TITLE, greeting: GREETING, color: COLOR, embed: "1" });
       frame = el("iframe", { src: BOT + "/widget?" + query.toString(), title: TITLE + " chat",
         allow: "clipboard-write" });
-      frame.addEventListener("load", function () { if (isOpen) focusChat(); });
       panel.append(frame);
     }
     panel.hidden = !open;
@@ -127,13 +126,20 @@
 
   function focusChat() {
     frame.focus();
-    frame.contentWindow && frame.contentWindow.postMessage({ type: "strikeqa:focus" }, BOT);
+    // Until the chat says it is ready the frame may still be blank (or refused):
+    // a message now would go nowhere.
+    if (chatReady) frame.contentWindow.postMessage({ type: "strikeqa:focus" }, BOT);
   }
 
   function onMessage(event) {
-    // Only the chat we framed may ask us to close.
-    if (event.origin !== BOT || !frame || event.source !== frame.contentWindow) return;
-    if (event.data && event.data.type === "strikeqa:close") setOpen(false);
+    // Only the chat we framed may talk to us.
+    if (event.origin !== BOT || !frame || event.source !== frame.contentWindow || !event.data) return;
+    if (event.data.type === "strikeqa:ready") {
+      chatReady = true;
+      if (isOpen) focusChat();
+    } else if (event.data.type === "strikeqa:close") {
+      setOpen(false);
+    }
   }
 
   window.StrikeQA = Object.freeze({

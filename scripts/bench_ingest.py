@@ -1,0 +1,86 @@
+"""Ingest and ask speed, printed as figures: `python scripts/bench_ingest.py [--scifact-limit N]`.
+
+Compares our ingest's embedding rate with calling the model's own ``encode``
+on the very same chunk texts, and splits `ask` latency into its stages.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from rag import index as index_store
+from rag.config import ROOT, Settings, offline_environment
+from rag.embedding import load_embedder
+from rag.ingest import build, ingest
+from rag.pipeline import Pipeline
+from rag.types import Document
+
+
+def scifact_documents(path: Path, limit: int | None) -> list[Document]:
+    docs = []
+    with path.open() as f:
+        for line in f:
+            row = json.loads(line)
+            text = f"{row['title']}\n{row['text']}"
+            docs.append(Document(row["_id"], row["title"], text, hashlib.sha256(text.encode()).hexdigest()))
+            if limit and len(docs) >= limit:
+                break
+    return docs
+
+
+def measure(name: str, settings: Settings, run) -> None:
+    started = time.perf_counter()
+    report = run()
+    seconds = time.perf_counter() - started
+    chunks = [c.text for c in index_store.load(settings.index_dir).chunks]
+    model = load_embedder(settings.model).model
+    t = time.perf_counter()
+    model.encode(chunks, batch_size=settings.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    direct = time.perf_counter() - t
+    print(f"{name}: {report.summary()}")
+    print(f"  ingest {seconds:.1f}s total; {len(chunks) / seconds:.1f} chunks/s end to end; "
+          f"model.encode alone on the same {len(chunks)} chunks: {direct:.1f}s = {len(chunks) / direct:.1f} chunks/s")
+
+
+def ask_latency(settings: Settings, questions: list[str], label: str) -> None:
+    pipe = Pipeline(settings)
+    pipe.ask(questions[0])  # warm-up: first call pays for lazy imports
+    stages: dict[str, list[float]] = {}
+    for q in questions:
+        for stage, ms in pipe.ask(q).timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    parts = ", ".join(f"{s} p50 {statistics.median(v):.1f} ms" for s, v in stages.items())
+    print(f"  ask latency on {label} ({len(questions)} questions): {parts}")
+
+
+def main() -> None:
+    offline_environment()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "datasets" / "scifact")
+    parser.add_argument("--scifact-limit", type=int, default=1000)
+    args = parser.parse_args()
+    questions = [json.loads(line)["question"] for line in (ROOT / "eval" / "questions.jsonl").open()]
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Settings.from_env(index_dir=Path(tmp) / "shipped")
+        load_embedder(s.model)  # model loading is reported apart from ingest
+        measure("shipped corpus", s, lambda: ingest([s.corpus_dir], s, progress=False))
+        t = time.perf_counter()
+        again = ingest([s.corpus_dir], s, progress=False)
+        print(f"  re-ingest unchanged: {time.perf_counter() - t:.2f}s, {again.embedded} chunks embedded")
+        ask_latency(s, questions, "shipped corpus")
+        corpus = args.scifact / "corpus.jsonl"
+        if corpus.exists():
+            s2 = Settings.from_env(index_dir=Path(tmp) / "scifact")
+            docs = scifact_documents(corpus, args.scifact_limit)
+            measure(f"scifact ({len(docs)} abstracts)", s2, lambda: build(docs, s2, progress=False))
+            queries = [json.loads(line)["text"] for line in (args.scifact / "queries.jsonl").open()][:100]
+            ask_latency(s2, queries, "scifact")
+
+
+if __name__ == "__main__":
+    main()
