@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from .errors import IndexCorruptError, IndexNotFoundError, InvalidQuestionError, RagError
 from .feedback import FeedbackStore
 from .pipeline import Pipeline
-from .ratelimit import RATE_LIMIT_MESSAGE, RateLimiter
+from .ratelimit import RateLimitedError, RateLimiter
 
 log = logging.getLogger(__name__)
 MAX_TURNS = 40  # the pipeline only looks back a few turns; this bounds the request
@@ -40,23 +40,41 @@ class RatingRequest(BaseModel):
     citations: list[dict] = Field(default_factory=list, max_length=20)
 
 
+_ERROR = {"content": {"application/json": {"example": {"error": "Please type a question."}}}}
+ASK_RESPONSES = {
+    200: {"description": "Answer.to_json(): the answer, and for each [n] in it the exact quoted span",
+          "content": {"application/json": {"example": {
+              "question": "Has a strike date been set?", "answer": "No strike date has been set. [1]",
+              "refused": False, "kind": "answer",
+              "citations": [{"n": 1, "doc_id": "another-kaiser-strike-vote.txt", "title": "Another Kaiser Strike?",
+                             "page": None, "chunk_id": "another-kaiser-strike-vote.txt:0",
+                             "quote": "No strike date has been set.", "start": 652, "end": 680}],
+              "retrieved": [{"doc_id": "another-kaiser-strike-vote.txt",
+                             "chunk_id": "another-kaiser-strike-vote.txt:0", "score": 1.0}],
+              "related": [], "latency_ms": 41.2}}}},
+    400: {"description": "Empty or too long question", **_ERROR},
+    422: {"description": "Malformed JSON or wrong field types", **_ERROR},
+    429: {"description": "Too many questions from this client in the last minute", **_ERROR},
+    503: {"description": "The index is missing or unreadable", **_ERROR},
+}
+
+
 def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> APIRouter:
     router = APIRouter()
 
     # Plain `def` endpoints run in FastAPI's threadpool, so slow questions
     # never block the event loop and requests are answered concurrently.
-    @router.post("/api/ask", summary="Answer a question from the strike documents, with citations")
+    @router.post("/api/ask", summary="Answer a question from the strike documents, with citations",
+                 responses=ASK_RESPONSES)
     def ask(body: AskRequest, request: Request):
-        if (wait := limiter.wait_time(client_key(request))) > 0:
-            return too_many(wait)
+        limiter.check(client_key(request))
         answer = pipeline.ask(body.question, [t.model_dump() for t in body.history])
         store.record_answer(answer)
         return answer.to_json()
 
     @router.post("/api/feedback", summary="Record a like or dislike of an answer")
     def feedback(body: RatingRequest, request: Request):
-        if (wait := limiter.wait_time("feedback:" + client_key(request))) > 0:
-            return too_many(wait)
+        limiter.check("feedback:" + client_key(request))
         store.record_rating(body.liked, body.question, body.answer, body.citations, kind=body.kind)
         return {"ok": True}
 
@@ -73,11 +91,6 @@ def client_key(request: Request) -> str:
     # The socket's peer, not X-Forwarded-For: a header anyone can set would let
     # one client wear many faces. Behind a proxy, run uvicorn with --proxy-headers.
     return request.client.host if request.client else "unknown"
-
-
-def too_many(wait_s: float) -> JSONResponse:
-    return JSONResponse({"error": RATE_LIMIT_MESSAGE}, status_code=429,
-                        headers={"Retry-After": str(max(1, round(wait_s)))})
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -110,6 +123,9 @@ def _plain(errors) -> list[dict]:
 
 
 async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
+    if isinstance(exc, RateLimitedError):
+        return JSONResponse({"error": str(exc)}, status_code=429,
+                            headers={"Retry-After": str(max(1, round(exc.wait_s)))})
     if isinstance(exc, InvalidQuestionError):
         status = 400
     elif isinstance(exc, (IndexNotFoundError, IndexCorruptError)):

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def run_benchmark(dataset_dir: Path, settings: Settings, limit: int | None = Non
     systems = {name: _score(ranked, qrels) for name, ranked in runs.items()}
     return BenchResult(
         dataset=dataset_dir.name, documents=len(documents), queries=len(qrels), note=note,
-        fusion=_fusion(settings), dense_weight=settings.dense_weight, candidates=_depth(settings),
+        fusion=settings.fusion, dense_weight=settings.dense_weight, candidates=_depth(settings),
         systems=systems, embedded=report.embedded, index_seconds=round(report.seconds, 2),
         search_seconds=round(time.perf_counter() - started, 2),
     )
@@ -143,10 +144,6 @@ def split_of(query_id: str) -> str:
     return "dev" if hashlib.sha256(query_id.encode("utf-8")).digest()[0] % 2 == 0 else "held-out"
 
 
-def _fusion(settings: Settings) -> str:
-    return getattr(settings, "fusion", "convex")  # Settings may not carry a fusion field yet
-
-
 def _depth(settings: Settings) -> int:
     return max(settings.candidates, DEPTH)
 
@@ -155,7 +152,7 @@ def _retrieve(index, settings: Settings, queries: dict[str, str]) -> dict[str, d
     """Per system, per query id: document ids best first, each at its best chunk's rank."""
     embedder = load_embedder(settings.model)
     retriever = Retriever(index, embedder, candidates=_depth(settings),
-                          dense_weight=settings.dense_weight, fusion=_fusion(settings))
+                          dense_weight=settings.dense_weight, fusion=settings.fusion)
     vectors = embed_all(embedder, list(queries.values()), settings.batch_size)
     runs: dict[str, dict[str, list[str]]] = {"dense": {}, "bm25": {}, "hybrid": {}}
     doc_of = [c.doc_id for c in index.chunks]
@@ -169,7 +166,7 @@ def _retrieve(index, settings: Settings, queries: dict[str, str]) -> dict[str, d
     return runs
 
 
-def doc_ranking(doc_ids) -> list[str]:
+def doc_ranking(doc_ids: Iterable[str]) -> list[str]:
     """Chunk hits to document ids: a document ranks where its best chunk does."""
     return list(dict.fromkeys(doc_ids))
 

@@ -6,7 +6,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .errors import RagError
+
 RATE_LIMIT_MESSAGE = "You're asking questions too quickly. Please wait a minute and try again."
+
+
+class RateLimitedError(RagError):
+    """Too many questions from one client; the API answers 429, the chat says so."""
+
+    def __init__(self, wait_s: float):
+        super().__init__(RATE_LIMIT_MESSAGE)
+        self.wait_s = wait_s
 
 
 class RateLimiter:
@@ -39,6 +49,11 @@ class RateLimiter:
                 return round(events[0] + self.window_s - now, 1) or 0.1
             events.append(now)
             return 0.0
+
+    def check(self, key: str) -> None:
+        """Count one event for key, or raise RateLimitedError if its window is full."""
+        if (wait := self.wait_time(key)) > 0:
+            raise RateLimitedError(wait)
 
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, ev in self._events.items() if not ev or ev[-1] <= now - self.window_s]

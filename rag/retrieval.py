@@ -51,6 +51,10 @@ class Retriever:
 def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
          dense_weight: float, method: str = "convex") -> list[tuple[int, float]]:
     """One ranking from two; each input is (row, score) best first."""
+    # "convex" is the default because on SciFact's dev queries it beat RRF at
+    # every weight (~0.71 vs ~0.70 nDCG@10): RRF keeps only the order and loses
+    # how far apart the scores are. Dense weights of 0.5-0.65 all land within
+    # noise of each other; 0.6 did best there.
     if method == "rrf":
         parts = [(_rrf(dense), dense_weight), (_rrf(lexical), 1.0 - dense_weight)]
     else:
@@ -63,14 +67,21 @@ def fuse(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
 
 
 def _normalise(ranked: list[tuple[int, float]]) -> dict[int, float]:
-    """Min-max scale a candidate list to [0, 1], so cosine and BM25 scores can be added."""
+    """Put a candidate list on a common scale, its last candidate at 0 like a row it never found.
+
+    Scaled by the standard deviation rather than min-max's range: the range
+    hangs on the single top score, so one runaway BM25 match squashes every
+    other candidate. On SciFact's dev half (``rag bench-retrieval``) this beat
+    min-max at every candidate depth tried (50-1000), if only by ~0.005 nDCG@10.
+    """
     if not ranked:
         return {}
-    scores = [score for _, score in ranked]
-    low, high = min(scores), max(scores)
-    if high - low < 1e-9:
+    scores = np.array([score for _, score in ranked])
+    spread = float(scores.std())
+    if spread < 1e-9:
         return {row: 1.0 for row, _ in ranked}
-    return {row: (score - low) / (high - low) for row, score in ranked}
+    scaled = (scores - scores.min()) / spread
+    return {row: float(value) for (row, _), value in zip(ranked, scaled)}
 
 
 def _rrf(ranked: list[tuple[int, float]], k: int = 60) -> dict[int, float]:

@@ -46,7 +46,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.include_router(api_router(pipeline, store, limiter))
     app.include_router(web_router(settings, pipeline))
     app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
-    blocks = build_ui(settings, pipeline, store, limiter)
+    blocks = build_ui(pipeline, store, limiter)
     return gr.mount_gradio_app(
         app, blocks, path="/", server_name=settings.host, server_port=settings.port,
         theme=THEME, css=CSS, footer_links=[], run_history=False,  # no question kept in the browser

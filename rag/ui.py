@@ -14,11 +14,10 @@ from html import escape
 
 import gradio as gr
 
-from .config import Settings
 from .errors import RagError
 from .feedback import FeedbackStore
 from .pipeline import Pipeline
-from .ratelimit import RATE_LIMIT_MESSAGE, RateLimiter
+from .ratelimit import RateLimiter
 from .sources import file_url, source_url
 from .types import Answer, Citation
 
@@ -47,7 +46,7 @@ CSS = """
 /* A long pasted word must not widen a phone page ("break-word" still does). */
 #chat .message-content, #chat .message-content * { overflow-wrap: anywhere !important; }
 @media (max-width: 480px) {
-  .gradio-container { padding: 6px !important; }
+  .gradio-container .main.app { padding: 10px !important; }  /* Gradio's 32px wastes a phone's width */
   #intro h1 { font-size: 1.4rem; }
 }
 """
@@ -135,7 +134,13 @@ def _chat(turns: list[dict]) -> list[dict]:
     return [{"role": t["role"], "content": t["display"]} for t in turns]
 
 
-def build_ui(settings: Settings, pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> gr.Blocks:
+def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> gr.Blocks:
+    """The chat page. Outputs are always (textbox, chatbot, turns); ``turns`` is the truth.
+
+    ``turns`` (a gr.State) holds one record per chat message: its plain text for
+    the pipeline's follow-up handling, its Markdown for display, and for answers
+    what a like or dislike must store. The chatbot only ever shows ``turns``.
+    """
     def respond(message: str, turns: list[dict], request: gr.Request) -> Iterator[tuple]:
         message = (message or "").strip()
         if not message:
@@ -144,26 +149,24 @@ def build_ui(settings: Settings, pipeline: Pipeline, store: FeedbackStore, limit
         history = plain_history(turns)
         turns = [*turns, {"role": "user", "content": message, "display": md_escape(message)}]
         yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
-        client = request.client.host if request and request.client else "unknown"
-        if limiter.wait_time(client) > 0:
-            turns = [*turns, _notice(RATE_LIMIT_MESSAGE)]
-            yield "", _chat(turns), turns
-            return
         try:
-            answer = pipeline.ask(message, history)
-        except RagError as exc:  # a too-long question, a missing index: say so plainly
+            answer = _ask(message, history, request)
+        except RagError as exc:  # too fast, too long, no index: say so plainly, in the chat
             turns = [*turns, _notice(str(exc))]
             yield "", _chat(turns), turns
             return
-        store.record_answer(answer)
         for n in range(1, len(answer_pieces(answer.text)) if answer.citations else 0):
             partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
             yield "", _chat(turns) + [partial], turns
             time.sleep(STREAM_PAUSE_S)
-        turns = [*turns, {"role": "assistant", "content": answer.text, "display": answer_markdown(answer),
-                          "kind": answer.kind, "question": answer.question,
-                          "citations": answer.to_json()["citations"]}]
+        turns = [*turns, _answer_turn(answer)]
         yield "", _chat(turns), turns
+
+    def _ask(message: str, history: list[dict], request: gr.Request) -> Answer:
+        limiter.check(request.client.host if request and request.client else "unknown")
+        answer = pipeline.ask(message, history)
+        store.record_answer(answer)
+        return answer
 
     def rate(turns: list[dict], data: gr.LikeData) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
@@ -202,5 +205,11 @@ def build_ui(settings: Settings, pipeline: Pipeline, store: FeedbackStore, limit
     return demo
 
 
+def _answer_turn(answer: Answer) -> dict:
+    return {"role": "assistant", "content": answer.text, "display": answer_markdown(answer),
+            "kind": answer.kind, "question": answer.question, "citations": answer.to_json()["citations"]}
+
+
 def _notice(text: str) -> dict:
+    """A message from the app, not an answer: never rated, never part of the history."""
     return {"role": "assistant", "content": "", "display": md_escape(text), "kind": "notice"}

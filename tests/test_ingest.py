@@ -126,34 +126,41 @@ def _big_corpus(folder: Path, n: int = 16) -> None:
         (folder / f"doc{i:03}.txt").write_text(f"Doc {i}\n" + ". ".join(sentences[:25]))
 
 
+def _kill_when(proc, ready, timeout=300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_killed_ingest_leaves_previous_index_loadable(tmp_path, corpus):
     settings = settings_for(tmp_path)
     ingest([corpus], settings)
-    before = index_store.load(settings.index_dir)
     big = tmp_path / "big"
     _big_corpus(big)
     env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir)}
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(big)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc.wait(timeout=300)
-    full_run = time.monotonic() - started
-    ingest([corpus], settings)  # back to the small corpus for the kill runs
-    before = index_store.load(settings.index_dir)
-
-    # Early (loading), middle (embedding) and late (writing and swapping).
-    for fraction in (0.3, 0.7, 0.9):
+    folder = settings.index_dir
+    started_at = {"t": 0.0}
+    moments = {  # while loading the model, while writing the new build, right after it is renamed
+        "loading": lambda: time.monotonic() - started_at["t"] > 2.0,
+        "writing": lambda: any(folder.glob(".tmp-build-*")),
+        "renamed": lambda: len(list(folder.glob("build-*"))) > len(builds_before),
+    }
+    for name, ready in moments.items():
+        before = index_store.load(folder)
+        builds_before = list(folder.glob("build-*"))
+        started_at["t"] = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(big)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(full_run * fraction)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        after = index_store.load(settings.index_dir)  # always loadable: old build or the complete new one
-        assert set(after.documents) in (set(before.documents), {f"doc{i:03}.txt" for i in range(16)})
+        _kill_when(proc, ready)
+        if name != "renamed":  # that window is short; the other two moments must really be hit
+            assert proc.returncode == -signal.SIGKILL, f"ingest finished before the {name} moment"
+        after = index_store.load(folder)  # always loadable: the old build or the complete new one
+        assert set(after.documents) in (set(before.documents), {f"doc{i:03}.txt" for i in range(16)}), name
         assert after.dense.ntotal == len(after.chunks)
         if after.version != before.version:
             ingest([corpus], settings)
-            before = index_store.load(settings.index_dir)
     # The next ingest cleans up after the killed ones.
     ingest([corpus], settings)
-    assert not list(settings.index_dir.glob(".tmp-*"))
+    assert not list(folder.glob(".tmp-*"))
