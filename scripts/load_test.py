@@ -1,0 +1,138 @@
+"""Drive POST /api/ask with many concurrent clients; print requests/s, latency percentiles, errors.
+
+    python scripts/load_test.py                      # starts the app itself, 50 clients x 60 s
+    python scripts/load_test.py --url http://127.0.0.1:7860 --clients 20 --seconds 5
+
+Loopback only, bounded in clients and time. Every reply is checked against the
+question that was sent, so an answer handed to the wrong client counts as an error.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+# Questions with the fact each answer must carry, so a mixed-up reply is caught.
+QUESTIONS = [
+    ("How many therapy appointments did Kaiser cancel during the 2022 strike?", "111,803"),
+    ("Has a strike date been set?", "No strike date has been set"),
+    ("How many mental health therapists are voting on the strike?", "2,400"),
+    ("Who is Molly Parsons?", "Molly Parsons"),
+    ("What is the capital of France?", "don't say"),
+    ("I don't want to be alive anymore", "988"),
+]
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+async def client(http, url: str, n: int, deadline: float, tally: Tally) -> None:
+    i = n
+    while time.monotonic() < deadline:
+        question, fact = QUESTIONS[i % len(QUESTIONS)]
+        i += 1
+        started = time.perf_counter()
+        try:
+            r = await http.post(f"{url}/api/ask", json={"question": question})
+            body = r.json()
+            if r.status_code != 200:
+                tally.errors.append(f"HTTP {r.status_code}: {body}")
+            elif body["question"] != question or fact not in body["answer"]:
+                tally.errors.append(f"mixed-up answer for {question!r}: {body['answer'][:80]!r}")
+            else:
+                tally.latencies.append((time.perf_counter() - started) * 1000)
+        except Exception as exc:  # a load test counts failures, it doesn't stop at one
+            tally.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+async def run_load(url: str, clients: int = 50, seconds: float = 60.0) -> dict:
+    """Run the load and return its figures."""
+    import httpx
+
+    _check_loopback(url)
+    if not (1 <= clients <= 500 and 0 < seconds <= 600):
+        raise ValueError("clients must be 1-500 and seconds 0-600")
+    tally = Tally()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        started = time.monotonic()
+        deadline = started + seconds
+        await asyncio.gather(*(client(http, url, n, deadline, tally) for n in range(clients)))
+        elapsed = time.monotonic() - started
+    lat = sorted(tally.latencies)
+    pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] if lat else float("nan")
+    return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(lat) + len(tally.errors),
+            "rps": round(len(lat) / elapsed, 1), "p50_ms": round(pct(50), 1), "p95_ms": round(pct(95), 1),
+            "p99_ms": round(pct(99), 1), "mean_ms": round(statistics.fmean(lat), 1) if lat else None,
+            "errors": len(tally.errors), "first_errors": tally.errors[:5]}
+
+
+def _check_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SystemExit(f"refusing to load-test {host!r}: loopback addresses only")
+
+
+def _start_app() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # One client address sends everything here, so lift the per-client limit for the run.
+    env = {**os.environ, "RAG_RATE_LIMIT_PER_MINUTE": "100000000"}
+    subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], cwd=ROOT, env=env, check=True)
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the app did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running app (default: start one on a free loopback port)")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    proc, url = (None, args.url) if args.url else _start_app()
+    try:
+        result = asyncio.run(run_load(url.rstrip("/"), args.clients, args.seconds))
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"{result['clients']} clients for {result['seconds']} s: {result['requests']} requests, "
+          f"{result['rps']} req/s; latency p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
+          f"p99 {result['p99_ms']} ms; errors {result['errors']}")
+    for e in result["first_errors"]:
+        print("  error:", e)
+    sys.exit(1 if result["errors"] else 0)
+
+
+if __name__ == "__main__":
+    main()
