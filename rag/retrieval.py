@@ -15,7 +15,7 @@ from .types import Hit
 
 class Retriever:
     def __init__(self, index: Index, embedder: Embedder, candidates: int = 50,
-                 dense_weight: float = 0.5, fusion: str = "convex"):
+                 dense_weight: float = 0.6, fusion: str = "convex"):
         if not 0.0 <= dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be within [0, 1], got {dense_weight}")
         if fusion not in ("convex", "rrf"):

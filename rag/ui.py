@@ -45,8 +45,11 @@ CSS = """
 #documents { font-size: .85rem; opacity: .85; }
 /* A long pasted word must not widen a phone page ("break-word" still does). */
 #chat .message-content, #chat .message-content * { overflow-wrap: anywhere !important; }
+/* Gradio's 32px margins waste a phone's width. Not in @media: Gradio scopes rules
+   inside media queries to its content area, where .main.app is not. */
+.gradio-container .main.app { padding-left: clamp(8px, 4vw, 32px) !important;
+  padding-right: clamp(8px, 4vw, 32px) !important; }
 @media (max-width: 480px) {
-  .gradio-container .main.app { padding: 10px !important; }  /* Gradio's 32px wastes a phone's width */
   #intro h1 { font-size: 1.4rem; }
 }
 """
@@ -150,7 +153,7 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
         turns = [*turns, {"role": "user", "content": message, "display": md_escape(message)}]
         yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
         try:
-            answer = _ask(message, history, request)
+            answer = ask(message, history, request)
         except RagError as exc:  # too fast, too long, no index: say so plainly, in the chat
             turns = [*turns, _notice(str(exc))]
             yield "", _chat(turns), turns
@@ -162,7 +165,7 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
         turns = [*turns, _answer_turn(answer)]
         yield "", _chat(turns), turns
 
-    def _ask(message: str, history: list[dict], request: gr.Request) -> Answer:
+    def ask(message: str, history: list[dict], request: gr.Request) -> Answer:
         limiter.check(request.client.host if request and request.client else "unknown")
         answer = pipeline.ask(message, history)
         store.record_answer(answer)

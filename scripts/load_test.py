@@ -16,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,12 +91,13 @@ def _check_loopback(url: str) -> None:
         raise SystemExit(f"refusing to load-test {host!r}: loopback addresses only")
 
 
-def _start_app() -> tuple[subprocess.Popen, str]:
+def _start_app(data_dir: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # One client address sends everything here, so lift the per-client limit for the run.
-    env = {**os.environ, "RAG_RATE_LIMIT_PER_MINUTE": "100000000"}
+    # Its own data folder, so load questions don't fill the union's feedback database.
+    env = {**os.environ, "RAG_RATE_LIMIT_PER_MINUTE": "100000000", "RAG_DATA_DIR": data_dir}
     subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], cwd=ROOT, env=env, check=True)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL)
@@ -119,7 +121,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    proc, url = (None, args.url) if args.url else _start_app()
+    data_dir = tempfile.mkdtemp(prefix="strike-qa-load-")
+    proc, url = (None, args.url) if args.url else _start_app(data_dir)
     try:
         result = asyncio.run(run_load(url.rstrip("/"), args.clients, args.seconds))
     finally:

@@ -122,6 +122,12 @@ def foreign_site(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def serve_app():
+    """Start another app for one test: ``with serve_app(create_app(...)) as server: server.url``."""
+    return LiveServer
+
+
+@pytest.fixture(scope="session")
 def live_server(corpus_settings, pipeline, union_site):
     """The whole app (chat, API, widget) on a loopback port; the union site may embed it."""
     from rag.server import create_app

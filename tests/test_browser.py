@@ -7,13 +7,14 @@ Every test also checks that nothing was fetched from beyond loopback.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from rag.feedback import open_store
-from tests.conftest import LiveServer
+from rag.server import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -136,7 +137,7 @@ def ask_in_widget(frame, question: str):
     frame.locator("#question").fill(question)
     frame.locator("#question").press("Enter")
     answer = frame.locator(".msg.bot").nth(before)
-    frame.locator(".msg.bot:not(.pending) .rate, .msg.bot.error").nth(before - 1).wait_for()
+    answer.locator(".rate").wait_for(timeout=15_000)  # rating buttons come with a finished answer
     return answer
 
 
@@ -198,13 +199,9 @@ def test_chat_shows_typed_html_as_text_and_never_runs_it(page, live_server, requ
     assert_loopback_only(requests_seen)
 
 
-def test_chat_says_so_when_asking_too_fast(page, corpus_settings, pipeline, tmp_path, requests_seen):
-    from dataclasses import replace
-
-    from rag.server import create_app
-
+def test_chat_says_so_when_asking_too_fast(page, serve_app, corpus_settings, pipeline, tmp_path, requests_seen):
     settings = replace(corpus_settings, rate_limit_per_minute=1, data_dir=tmp_path)
-    with LiveServer(create_app(settings, pipeline)) as server:
+    with serve_app(create_app(settings, pipeline)) as server:
         page.goto(server.url)
         page.locator("#question textarea").wait_for()
         assert "Molly Parsons" in ask_in_chat(page, "Who is Molly Parsons?").inner_text()

@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from rag.config import Settings
 from rag.errors import IndexCorruptError
 from rag.feedback import open_store
+from rag.ingest import ingest
 from rag.pipeline import Pipeline
 from rag.ratelimit import RateLimiter
 from rag.server import allowed_origins, create_app
@@ -248,9 +250,6 @@ def test_source_routes_refuse_paths_outside_the_corpus(client, path):
 
 
 def test_symlinks_out_of_the_corpus_are_refused(tmp_path, embedder):
-    from rag.ingest import ingest
-    from rag.config import Settings
-
     corpus, outside = tmp_path / "corpus", tmp_path / "outside"
     corpus.mkdir(), outside.mkdir()
     (corpus / "strike.txt").write_text("Strike update\nThe strike vote passed with 94 percent.\n")
