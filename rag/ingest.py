@@ -77,6 +77,10 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
         chunking = _chunking_settings(settings)
         reusable = previous if previous and previous.manifest.chunking == chunking else None
         plan = _plan(documents, reusable, report, previous)
+        if reusable and not plan and not report.removed:  # nothing changed: keep the live build
+            report.chunks, report.version = len(reusable.chunks), reusable.version
+            report.seconds = time.perf_counter() - started
+            return report
         embedder = factory() if plan or not reusable else None
         chunks, vectors = _assemble(documents, reusable, plan, embedder, settings, report, progress)
         manifest = _manifest(embedder, reusable, chunking, documents, len(chunks))

@@ -24,14 +24,17 @@ from .types import Answer
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 
 
-def clean_question(text: object, max_chars: int) -> str:
+def clean_question(text: object) -> str:
     """Normalised question text, or InvalidQuestionError saying what to change."""
     if not isinstance(text, str):
         raise InvalidQuestionError("The question must be text.")
-    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
-    text = " ".join(text.split())
+    text = " ".join(unicodedata.normalize("NFC", _CONTROL.sub(" ", text)).split())
     if not text:
         raise InvalidQuestionError("Please type a question.")
+    return text
+
+
+def _check_length(text: str, max_chars: int) -> str:
     if len(text) > max_chars:
         raise InvalidQuestionError(
             f"That question is {len(text):,} characters long; please keep it under {max_chars:,}.")
@@ -85,11 +88,14 @@ class Pipeline:
 
     def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None) -> Answer:
         started = time.perf_counter()
-        question = clean_question(question, self.settings.max_question_chars)
-        verdict = safety_check(question)
+        # Safety first, even before the length limit: someone in crisis who
+        # pastes a long message must get the crisis resources, not an error.
+        text = clean_question(question)
+        verdict = safety_check(text)
         if verdict:  # fixed, human-written text; never retrieved or generated
-            return Answer(question, verdict.message, refused=True, kind=verdict.kind,
-                          timings_ms={"safety": _ms(started)})
+            return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
+                          kind=verdict.kind, timings_ms={"safety": _ms(started)})
+        question = _check_length(text, self.settings.max_question_chars)
         query = standalone(question, history)
         retriever = self.retriever()
         timings = {"prepare": _ms(started)}

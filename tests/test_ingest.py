@@ -56,6 +56,7 @@ def test_reingest_is_incremental(tmp_path, corpus):
     again = ingest([corpus], settings, lambda: model)
     assert model.embedded == 0 and again.embedded == 0
     assert len(again.unchanged) == 2 and again.chunks == first.chunks
+    assert again.version == first.version  # nothing rewritten, nothing swapped
 
     (corpus / "kaiser-clinicians-strike-2022.txt").write_text("Kaiser settled. The strike is over.")
     (corpus / "another-kaiser-strike-vote.txt").unlink()
