@@ -19,3 +19,7 @@ class UnreadableDocumentError(RagError):
 
 class InvalidQuestionError(RagError):
     pass
+
+
+class CorpusError(RagError):
+    """Nothing usable to index: a missing folder, or no readable document in it."""

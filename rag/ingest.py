@@ -16,7 +16,7 @@ from . import index as index_store
 from .chunking import chunk_document
 from .config import Settings
 from .embedding import Embedder, embed_all, load_embedder, tiktoken_counter
-from .errors import IndexCorruptError, IndexNotFoundError
+from .errors import CorpusError, IndexCorruptError, IndexNotFoundError
 from .index import Index, Manifest
 from .loaders import Loaded, Skipped, walk_corpus
 from .types import Chunk, Document
@@ -45,7 +45,17 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
            embedder_factory: Callable[[], Embedder] | None = None,
            progress: bool | None = None) -> IngestReport:
     """Index every readable document under corpus_dirs into settings.index_dir."""
+    corpus_dirs = [Path(d) for d in corpus_dirs]
+    for folder in corpus_dirs:
+        if not folder.is_dir():
+            raise CorpusError(f"corpus folder {folder} not found; the index was left as it was")
     documents, report = _collect(corpus_dirs)
+    if not documents:
+        # Most likely a wrong path or a failed copy: replacing a working index
+        # with an empty one would lose everything members can ask about.
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
+        raise CorpusError(f"no readable documents in {', '.join(map(str, corpus_dirs))}"
+                          f"{' (' + reasons + ')' if reasons else ''}; the index was left as it was")
     return build(documents, settings, report, embedder_factory, progress)
 
 

@@ -165,3 +165,17 @@ def test_killed_ingest_leaves_previous_index_loadable(tmp_path, corpus):
     # The next ingest cleans up after the killed ones.
     ingest([corpus], settings)
     assert not list(folder.glob(".tmp-*"))
+
+
+def test_missing_or_empty_corpus_leaves_the_index_alone(tmp_path, corpus):
+    from rag.errors import CorpusError
+
+    settings = settings_for(tmp_path)
+    live = ingest([corpus], settings).version
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "scan.pdf").write_bytes(b"%PDF-1.4 broken")
+    with pytest.raises(CorpusError, match="not found; the index was left as it was"):
+        ingest([tmp_path / "typo"], settings)
+    with pytest.raises(CorpusError, match=r"no readable documents .*scan.pdf: corrupt PDF"):
+        ingest([tmp_path / "empty"], settings)
+    assert index_store.current_version(settings.index_dir) == live
