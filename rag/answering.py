@@ -21,8 +21,8 @@ from .lexical import content_terms
 from .types import Citation, Hit
 
 NOT_FOUND = "The strike documents don't say."
-TYPE_MISMATCH = 0.8
-CONTEXT_WEIGHT = 0.3
+TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
+CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
 
 # What a factoid answer must contain, by question form (classic answer typing).
 _NUMBER = r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion|half)\b"
@@ -58,9 +58,10 @@ class Scored:
 class Answerer:
     """Scores candidate sentences by meaning (cosine) and by how much of the question they cover."""
 
-    # min_score and semantic_weight were calibrated on eval/questions.jsonl as a
-    # whole (a 2-knob grid; see the README): 0.44 trades some answers for refusing
-    # most unanswerable questions, since a wrong confident answer is the worse error.
+    # min_score (Settings.min_answer_score) and semantic_weight were calibrated
+    # on eval/questions.jsonl as a whole (a 2-knob grid; see the README): 0.44
+    # trades some answers for refusing most unanswerable questions, since a
+    # wrong confident answer is the worse error.
     def __init__(self, embedder: Embedder, min_score: float = 0.44, semantic_weight: float = 0.6,
                  max_sentences: int = 3, keep_ratio: float = 0.85):
         self.embedder = embedder

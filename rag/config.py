@@ -42,6 +42,9 @@ class Settings:
     # half of BEIR SciFact's queries (see README, `rag bench-retrieval`).
     dense_weight: float = 0.6
     fusion: str = "convex"  # or "rrf"
+    # The answerer refuses when its best sentence scores below this (0-1):
+    # higher refuses more, lower answers more and risks answering off the point.
+    min_answer_score: float = 0.44
     max_question_chars: int = 2000
     host: str = "127.0.0.1"
     port: int = 7860

@@ -47,7 +47,7 @@ class Pipeline:
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
         self.embedder = embedder or load_embedder(settings.model)
-        self.answerer = Answerer(self.embedder)
+        self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score)
         self._lock = threading.Lock()
         self._retriever: Retriever | None = None
         self._checked = 0.0
