@@ -196,11 +196,16 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
         textbox = gr.Textbox(label="Your question", show_label=False, elem_id="question",
                              placeholder="Ask about the strike…", submit_btn="Ask", autofocus=True,
                              lines=1, max_lines=4)
-        gr.Markdown(lambda: documents_markdown(pipeline), elem_id="documents")
+        # Not a page-load event: with one, a question sent while the load
+        # event's stream is closing can be lost by Gradio's client (seen in our
+        # browser tests). Refreshed after each answer instead, which also shows
+        # a new index build picked up without a restart.
+        documents = gr.Markdown(documents_markdown(pipeline), elem_id="documents")
         flow = dict(fn=respond, inputs=[textbox, turns], outputs=[textbox, chatbot, turns],
                     show_progress="hidden")
-        textbox.submit(**flow)
-        chatbot.example_select(fill_example, None, textbox).then(**flow)
+        refresh = dict(fn=lambda: documents_markdown(pipeline), outputs=documents, show_progress="hidden")
+        textbox.submit(**flow).then(**refresh)
+        chatbot.example_select(fill_example, None, textbox).then(**flow).then(**refresh)
         chatbot.like(rate, [turns], None)
         chatbot.clear(lambda: [], None, turns)
     # The pipeline is thread-safe; Gradio's default of one run at a time would queue everyone.

@@ -99,6 +99,11 @@ def assert_loopback_only(urls: list[str]) -> None:
     assert urls and not remote, f"requests left the machine: {remote}"
 
 
+def open_chat(page, url: str) -> None:
+    page.goto(url)
+    page.locator("#question textarea").wait_for()
+
+
 def ask_in_chat(page, question: str):
     """Type a question in the Gradio chat and wait for its answer (the newest bot message)."""
     before = page.locator("#chat .bot-row").count()
@@ -142,8 +147,7 @@ def ask_in_widget(frame, question: str):
 
 
 def test_chat_answers_with_numbered_citations_and_sources(page, live_server, requests_seen):
-    page.goto(live_server.url)
-    page.locator("#question textarea").wait_for()
+    open_chat(page, live_server.url)
     assert page.locator("#chat button.example").count() == 4
     assert "call or text 988" in page.locator("#intro").inner_text()
     assert "Another Kaiser Strike?" in page.locator("#documents").inner_text()
@@ -169,7 +173,7 @@ def test_chat_answers_with_numbered_citations_and_sources(page, live_server, req
 
 
 def test_chat_follow_up_and_dislike_is_stored(page, live_server, corpus_settings, requests_seen):
-    page.goto(live_server.url)
+    open_chat(page, live_server.url)
     page.locator("#chat button.example", has_text="Molly Parsons").click()
     wait_until_settled(page.locator("#chat .bot-row", has_text="Sources"))
     follow_up = ask_in_chat(page, "What did she say?")
@@ -187,8 +191,7 @@ def test_chat_follow_up_and_dislike_is_stored(page, live_server, corpus_settings
 
 
 def test_chat_shows_typed_html_as_text_and_never_runs_it(page, live_server, requests_seen):
-    page.goto(live_server.url)
-    page.locator("#question textarea").wait_for()
+    open_chat(page, live_server.url)
     for attack in XSS:
         ask_in_chat(page, attack)
     shown = page.locator("#chat .user-row").all_inner_texts()
@@ -202,8 +205,7 @@ def test_chat_shows_typed_html_as_text_and_never_runs_it(page, live_server, requ
 def test_chat_says_so_when_asking_too_fast(page, serve_app, corpus_settings, pipeline, tmp_path, requests_seen):
     settings = replace(corpus_settings, rate_limit_per_minute=1, data_dir=tmp_path)
     with serve_app(create_app(settings, pipeline)) as server:
-        page.goto(server.url)
-        page.locator("#question textarea").wait_for()
+        open_chat(page, server.url)
         assert "Molly Parsons" in ask_in_chat(page, "Who is Molly Parsons?").inner_text()
         assert "too quickly" in ask_in_chat(page, "Who is Shay Loftus?").inner_text()
         page.goto("about:blank")  # hang up before the server stops
