@@ -9,10 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from .errors import IndexCorruptError, IndexNotFoundError, InvalidQuestionError, RagError
+from .errors import IndexCorruptError, IndexNotFoundError, InvalidQuestionError, RagError, RateLimitedError
 from .feedback import FeedbackStore
 from .pipeline import Pipeline
-from .ratelimit import RateLimitedError, RateLimiter
+from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 MAX_TURNS = 40  # the pipeline only looks back a few turns; this bounds the request

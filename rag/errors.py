@@ -23,3 +23,19 @@ class InvalidQuestionError(RagError):
 
 class CorpusError(RagError):
     """Nothing usable to index: a missing folder, or no readable document in it."""
+
+
+class EvalFileError(RagError):
+    """An eval file that cannot be used: says which line and what is wrong."""
+
+
+class ThresholdsError(RagError):
+    """A thresholds file that cannot be used."""
+
+
+class RateLimitedError(RagError):
+    """Too many questions from one client; the API answers 429, the chat says so."""
+
+    def __init__(self, wait_s: float):
+        super().__init__("You're asking questions too quickly. Please wait a minute and try again.")
+        self.wait_s = wait_s

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .config import Settings
-from .errors import InvalidQuestionError, RagError
+from .errors import EvalFileError, InvalidQuestionError, ThresholdsError
 from .metrics import HIGHER_IS_BETTER, EvalItem, Gate, check_thresholds, compute_metrics
 from .report import format_table, format_value, write_report
 from .types import Answer
@@ -30,14 +30,6 @@ DEFAULT_THRESHOLDS = Path("eval/thresholds.json")
 _REQUIRED = {"id": str, "question": str, "answerable": bool, "answers": list, "sources": list}
 _OPTIONAL = {"history": list, "category": str}
 _ROLES = ("user", "assistant")
-
-
-class EvalFileError(RagError):
-    """An eval file that cannot be used: says which line and what is wrong."""
-
-
-class ThresholdsError(RagError):
-    """A thresholds file that cannot be used."""
 
 
 # ── loading ──────────────────────────────────────────────────────────────────

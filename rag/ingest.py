@@ -18,7 +18,7 @@ from .config import Settings
 from .embedding import Embedder, embed_all, load_embedder, tiktoken_counter
 from .errors import CorpusError, IndexCorruptError, IndexNotFoundError
 from .index import Index, Manifest
-from .loaders import Loaded, Skipped, walk_corpus
+from .loaders import Skipped, walk_corpus
 from .types import Chunk, Document
 
 

@@ -6,18 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .errors import RagError
-
-RATE_LIMIT_MESSAGE = "You're asking questions too quickly. Please wait a minute and try again."
-
-
-class RateLimitedError(RagError):
-    """Too many questions from one client; the API answers 429, the chat says so."""
-
-    def __init__(self, wait_s: float):
-        super().__init__(RATE_LIMIT_MESSAGE)
-        self.wait_s = wait_s
-
+from .errors import RateLimitedError
 
 class RateLimiter:
     """At most ``per_minute`` events per key in any 60-second window; ``per_minute <= 0`` means no limit.
