@@ -127,11 +127,8 @@ def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str]:
 
 
 def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
-    """Every supported file under root, loaded, or a note saying why not."""
+    """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why."""
     root = Path(root)
-    if not root.is_dir():
-        yield Skipped(str(root), "corpus folder not found")
-        return
     seen_dirs: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
         st = os.stat(dirpath)
