@@ -18,7 +18,7 @@ from .chunking import split_sentences
 from .embedding import Embedder
 from .index import Index
 from .lexical import content_terms
-from .types import Citation, Hit
+from .types import Citation, Hit, Piece, cited_text
 
 NOT_FOUND = "The strike documents don't say."
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
@@ -151,12 +151,12 @@ def answer_type(question: str) -> re.Pattern | None:
     return None
 
 
-def compose(chosen: list[Scored], index: Index) -> tuple[str, tuple[Citation, ...]]:
-    """Answer text with a [n] after each sentence, and the matching citations."""
+def compose(chosen: list[Scored], index: Index) -> tuple[str, tuple[Citation, ...], tuple[Piece, ...]]:
+    """Answer text with a [n] after each sentence, the matching citations, and the (quote, n) pieces."""
     cands = [_with_context(s.candidate, index.documents[s.candidate.doc_id].text) for s in chosen]
     citations = tuple(_citation(n, c) for n, c in enumerate(cands, start=1))
-    text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return text, citations
+    pieces = tuple(Piece(c.quote, c.n) for c in citations)
+    return cited_text(pieces), citations, pieces
 
 
 def related(ranked: list[Scored], limit: int = 3) -> tuple[Citation, ...]:

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
 
-from .errors import IndexCorruptError, IndexNotFoundError, InvalidQuestionError, RagError, RateLimitedError
+from . import feedback as fb
+from .errors import (IndexCorruptError, IndexNotFoundError, InvalidFeedbackError, InvalidQuestionError,
+                     RagError, RateLimitedError)
 from .feedback import FeedbackStore
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
@@ -19,25 +22,52 @@ MAX_TURNS = 40  # the pipeline only looks back a few turns; this bounds the requ
 MAX_TURN_CHARS = 20_000
 
 
+def _encodable(text: str) -> str:
+    # JSON may carry a lone UTF-16 surrogate ("\ud800"): a str Python holds
+    # but cannot encode, which would fail later, deep in a response.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains an invalid character (a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["user", "assistant"]
-    content: StrictStr = Field(max_length=MAX_TURN_CHARS)
+    content: Text = Field(max_length=MAX_TURN_CHARS)
 
 
 class AskRequest(BaseModel):
-    # The pipeline checks the question itself (empty, too long) with a message
-    # written for people; here only its type is checked.
+    # The pipeline checks the question itself (empty, too long, unencodable)
+    # with a message written for people; here only its type is checked.
     question: StrictStr
     history: list[Turn] = Field(default_factory=list, max_length=MAX_TURNS)
 
 
+class CitationIn(BaseModel):
+    """A citation as /api/ask returned it; only these fields are kept."""
+    model_config = ConfigDict(extra="ignore")
+    n: StrictInt = Field(ge=0, le=1000)
+    doc_id: Text = Field(max_length=fb.MAX_NAME_CHARS)
+    title: Text = Field("", max_length=fb.MAX_NAME_CHARS)
+    page: StrictInt | None = Field(None, ge=0)
+    chunk_id: Text = Field("", max_length=fb.MAX_NAME_CHARS)
+    quote: Text = Field(max_length=fb.MAX_QUOTE_CHARS)
+    start: StrictInt = Field(ge=0)
+    end: StrictInt = Field(ge=0)
+
+
 class RatingRequest(BaseModel):
     liked: StrictBool
-    question: StrictStr = Field(max_length=MAX_TURN_CHARS)
-    answer: StrictStr = Field(max_length=MAX_TURN_CHARS)
+    answer_id: StrictStr = Field(max_length=100)  # from the /api/ask reply: one vote per answer
+    question: Text = Field(max_length=fb.MAX_QUESTION_CHARS)
+    answer: Text = Field(max_length=fb.MAX_ANSWER_CHARS)
     kind: Literal["answer", "not_found", "crisis", "medical", "invalid"] = "answer"
-    citations: list[dict] = Field(default_factory=list, max_length=20)
+    citations: list[CitationIn] = Field(default_factory=list, max_length=fb.MAX_CITATIONS)
 
 
 _ERROR = {"content": {"application/json": {"example": {"error": "Please type a question."}}}}
@@ -70,12 +100,13 @@ def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -
         limiter.check(client_key(request))
         answer = pipeline.ask(body.question, [t.model_dump() for t in body.history])
         store.record_answer(answer)
-        return answer.to_json()
+        return {**answer.to_json(), "answer_id": store.answer_id()}
 
-    @router.post("/api/feedback", summary="Record a like or dislike of an answer")
+    @router.post("/api/feedback", summary="Record a like or dislike of an answer (one vote per answer_id)")
     def feedback(body: RatingRequest, request: Request):
         limiter.check("feedback:" + client_key(request))
-        store.record_rating(body.liked, body.question, body.answer, body.citations, kind=body.kind)
+        store.record_rating(body.liked, body.question, body.answer, [c.model_dump() for c in body.citations],
+                            kind=body.kind, answer_id=body.answer_id)
         return {"ok": True}
 
     @router.get("/healthz", summary="Index status")
@@ -89,12 +120,14 @@ def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -
 
 def client_key(request: Request) -> str:
     # The socket's peer, not X-Forwarded-For: a header anyone can set would let
-    # one client wear many faces. Behind a proxy, run uvicorn with --proxy-headers.
+    # one client wear many faces. Behind a proxy, list it in RAG_TRUSTED_PROXIES
+    # and uvicorn puts the real client here (see server.uvicorn_options).
     return request.client.host if request.client else "unknown"
 
 
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RagError, _rag_error)
     app.add_exception_handler(Exception, _unexpected)
 
@@ -122,11 +155,20 @@ def _plain(errors) -> list[dict]:
     return [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
 
 
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # FastAPI's own refusals (a body that is not UTF-8, JSON nested too deep,
+    # a wrong method) in our documented shape rather than {"detail": ...}.
+    message = exc.detail if isinstance(exc.detail, str) else "Invalid request."
+    if message == "There was an error parsing the body":
+        message = "The request body could not be read as JSON (invalid UTF-8, or nested too deeply)."
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
 async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
     if isinstance(exc, RateLimitedError):
         return JSONResponse({"error": str(exc)}, status_code=429,
                             headers={"Retry-After": str(max(1, round(exc.wait_s)))})
-    if isinstance(exc, InvalidQuestionError):
+    if isinstance(exc, (InvalidQuestionError, InvalidFeedbackError)):
         status = 400
     elif isinstance(exc, (IndexNotFoundError, IndexCorruptError)):
         status = 503

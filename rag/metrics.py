@@ -35,10 +35,10 @@ DEFINITIONS = {
     "citation_source": "Answerable questions that were answered (not refused) and cite at least one gold source document.",
     "citation_verbatim": "Quotes shown to the user (citations, and the closest passages shown beside a refusal) "
                          "for which document.text[start:end] == quote exactly. Must be 100%.",
-    "citation_recall": "ALCE-style, extractive: every answer that was not refused is split at its [n] markers; "
-                       "a sentence is the text before a run of markers. It is supported when it carries at least "
-                       "one marker whose citation quote contains the sentence text (case- and "
-                       "whitespace-insensitive). Share of supported sentences; text with no marker is unsupported.",
+    "citation_recall": "ALCE-style, extractive: every answer that was not refused is taken piece by piece "
+                       "(the answer's ordered (text, citation) pieces). A piece is supported when its citation's "
+                       "quote contains its text (case- and whitespace-insensitive). Share of supported pieces; "
+                       "a piece with no citation is unsupported.",
     "refusal_precision": "Of the questions the bot refused, the share that were unanswerable.",
     "refusal_recall": "Of the unanswerable questions, the share the bot refused.",
     "latency_p50_ms": "Median time of Pipeline.ask per question, in ms (the result's latency_ms).",
@@ -52,7 +52,6 @@ DENOMINATORS = {
     "citation_recall": "sentences", "refusal_precision": "refused", "refusal_recall": "unanswerable",
 }
 
-_MARKERS = re.compile(r"((?:\s*\[\d+\])+)")
 _WORDY = re.compile(r"\w")
 
 
@@ -142,25 +141,12 @@ def answer_is_correct(item: EvalItem, result: dict) -> bool:
     return not result["refused"] and any(normalize(a) in answer for a in item.answers)
 
 
-def split_cited(text: str) -> list[tuple[str, tuple[int, ...]]]:
-    """("sentence", marker numbers) pairs of an answer written as "sentence [1] sentence [2]"."""
-    parts = _MARKERS.split(text)
-    out = []
-    for i in range(0, len(parts), 2):
-        sentence = parts[i].strip()
-        markers = tuple(int(n) for n in re.findall(r"\d+", parts[i + 1])) if i + 1 < len(parts) else ()
-        if _WORDY.search(sentence):  # a bare "." after a marker is not a sentence
-            out.append((sentence, markers))
-    return out
-
-
 def unsupported_sentences(result: dict) -> tuple[int, list[str]]:
-    """(sentences, those not supported by a quote they cite) for an answer that was given."""
+    """(pieces, those not supported by the quote they cite) for an answer that was given."""
     quotes = {c["n"]: normalize(c["quote"]) for c in result.get("citations", [])}
-    sentences = split_cited(result["answer"])
-    bad = [s for s, markers in sentences
-           if not any(n in quotes and normalize(s) in quotes[n] for n in markers)]
-    return len(sentences), bad
+    pieces = [p for p in result.get("pieces", []) if _WORDY.search(p["text"])]
+    bad = [p["text"] for p in pieces if not (p["n"] in quotes and normalize(p["text"]) in quotes[p["n"]])]
+    return len(pieces), bad
 
 
 def is_verbatim(quote: dict, documents: Mapping) -> bool:

@@ -22,12 +22,15 @@ from .safety import check as safety_check
 from .types import Answer
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def clean_question(text: object) -> str:
     """Normalised question text, or InvalidQuestionError saying what to change."""
     if not isinstance(text, str):
         raise InvalidQuestionError("The question must be text.")
+    if _SURROGATE.search(text):  # half of a UTF-16 pair: no character at all, and unencodable
+        raise InvalidQuestionError("The question contains an invalid character; please retype it.")
     text = " ".join(unicodedata.normalize("NFC", _CONTROL.sub(" ", text)).split())
     if not text:
         raise InvalidQuestionError("Please type a question.")
@@ -46,12 +49,12 @@ class Pipeline:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
+        index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model)
         self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score)
         self._lock = threading.Lock()
-        self._retriever: Retriever | None = None
-        self._checked = 0.0
-        self.retriever()  # fail now, clearly, if there is no index
+        self._retriever: Retriever | None = self._make_retriever(index)
+        self._checked = time.monotonic()
 
     def retriever(self) -> Retriever:
         """The retriever over the live index build, reloading when CURRENT changes.
@@ -91,7 +94,9 @@ class Pipeline:
         # Safety first, even before the length limit: someone in crisis who
         # pastes a long message must get the crisis resources, not an error.
         text = clean_question(question)
-        verdict = safety_check(text)
+        # ...but only a bounded window of it: a megabyte of text must not hold
+        # a worker for seconds before the length check refuses it.
+        verdict = safety_check(text[: self.settings.max_question_chars * 2])
         if verdict:  # fixed, human-written text; never retrieved or generated
             return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})
@@ -113,8 +118,8 @@ class Pipeline:
         if not chosen:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
                           related=related(ranked), standalone_question=query, timings_ms=timings)
-        text, citations = compose(chosen, retriever.index)
-        return Answer(question, text, refused=False, kind="answer", citations=citations,
+        text, citations, pieces = compose(chosen, retriever.index)
+        return Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
                       retrieved=tuple(hits), standalone_question=query, timings_ms=timings)
 
 

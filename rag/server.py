@@ -2,13 +2,16 @@
 
     /            chat page (Gradio, mounted last so our routes take precedence)
     /api/ask     POST {"question", "history"} -> Answer.to_json()
-    /api/feedback, /healthz, /docs (OpenAPI)
+    /api/feedback, /healthz, /openapi.json (no /docs: Swagger's page loads code from CDNs)
     /widget.js   the one-tag embed; /widget is the page it frames
     /source/{doc_id}?start=&end=   a cited passage in its document; /files/{doc_id} the PDF
 """
 from __future__ import annotations
 
 import re
+import shutil
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,11 +19,12 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .api import add_error_handlers, api_router
-from .config import Settings, offline_environment
+from .config import Settings, gradio_cache_dir, offline_environment
 from .feedback import open_store
+from .middleware import BodyLimit, ClosedPaths, SecurityHeaders
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
-from .web import STATIC_DIR, frame_ancestors, web_router
+from .web import STATIC_DIR, web_router
 
 _ORIGIN = re.compile(r"^\*$|^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?$")
 
@@ -28,6 +32,8 @@ _ORIGIN = re.compile(r"^\*$|^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(:\d{1,
 def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     """The whole site as one ASGI app; tests pass their own pipeline to share one model."""
     offline_environment()
+    cache = gradio_cache_dir(settings)
+    _empty(cache)  # the chat takes no files; whatever is there is left over
     import gradio as gr  # after offline_environment(): it reads the analytics switch
 
     from .ui import CSS, THEME, build_ui
@@ -36,12 +42,21 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     pipeline = pipeline or Pipeline(settings)
     store = open_store(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute)
-    app = FastAPI(title="Strike Q&A", version=__version__,
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        _empty(cache)
+
+    app = FastAPI(title="Strike Q&A", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Answers questions from the union's strike documents, quoting them with citations.")
     # Configured on the parent app, so Gradio (>= 6.25) adds no CORS headers of its own.
     app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
                        allow_headers=["Content-Type"], max_age=600)
-    app.add_middleware(SecurityHeaders, frame_ancestors=frame_ancestors(origins))
+    # Added last = runs first: nothing reads a body before its size is checked.
+    app.add_middleware(ClosedPaths)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
     add_error_handlers(app)
     app.include_router(api_router(pipeline, store, limiter))
     app.include_router(web_router(settings, pipeline))
@@ -53,6 +68,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
         # show_error off: an unexpected exception's text is not for members' eyes;
         # the errors a member can act on are shown as chat messages instead.
         ssr_mode=False, pwa=False, mcp_server=False, show_error=False,
+        max_file_size=settings.max_request_bytes,  # uploads are closed anyway (ClosedPaths)
     )
 
 
@@ -66,32 +82,8 @@ def allowed_origins(settings: Settings) -> tuple[str, ...]:
     return origins
 
 
-class SecurityHeaders:
-    """Default headers for every response: no MIME sniffing, framing only by listed sites.
-
-    Pure ASGI rather than BaseHTTPMiddleware, which would buffer Gradio's streams.
-    """
-
-    def __init__(self, app, frame_ancestors: str):
-        self.app = app
-        self.csp = f"frame-ancestors {frame_ancestors}".encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                if b"x-content-type-options" not in names:
-                    headers.append((b"x-content-type-options", b"nosniff"))
-                if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", self.csp))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def _empty(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve(settings: Settings) -> None:
@@ -101,6 +93,21 @@ def serve(settings: Settings) -> None:
     app = create_app(settings)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
-    print(f"Strike Q&A is running at {url}  (API docs {url}/docs, widget {url}/widget.js)", flush=True)
-    # No access log: it would record members' IP addresses next to what they opened.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    print(f"Strike Q&A is running at {url}  (API schema {url}/openapi.json, widget {url}/widget.js)",
+          flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict:
+    """How uvicorn runs the app, apart from where it listens."""
+    return {
+        "log_level": "warning",
+        # No access log: it would record members' IP addresses next to what they opened.
+        "access_log": False,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so anyone
+        # on this machine (or a proxy passing the header through) could pick
+        # their own address and dodge the rate limit. Believe a proxy only when
+        # one is configured.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+    }

@@ -68,6 +68,23 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Piece:
+    """One stretch of an answer, in order: its text and the number of the citation it quotes.
+
+    Renderers link ``n`` to its Citation; they never look for "[n]" in text,
+    which a quote may contain itself.
+    """
+
+    text: str
+    n: int | None = None  # None: text of ours that quotes nothing
+
+
+def cited_text(pieces: tuple[Piece, ...]) -> str:
+    """Plain text of an answer: each quote followed by its [n]."""
+    return " ".join(f"{p.text} [{p.n}]" if p.n is not None else p.text for p in pieces)
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     text: str
@@ -78,6 +95,7 @@ class Answer:
     related: tuple[Citation, ...] = ()  # closest passages when refusing
     standalone_question: str = ""  # the follow-up rewritten with its history
     timings_ms: dict[str, float] = field(default_factory=dict)
+    pieces: tuple[Piece, ...] = ()  # the cited answer, piece by piece; empty for refusals
 
     @property
     def latency_ms(self) -> float:
@@ -91,6 +109,7 @@ class Answer:
             "refused": self.refused,
             "kind": self.kind,
             "citations": [_citation_json(c) for c in self.citations],
+            "pieces": [{"text": p.text, "n": p.n} for p in self.pieces],
             "retrieved": [
                 {"doc_id": h.chunk.doc_id, "chunk_id": h.chunk.chunk_id, "score": round(h.score, 6)}
                 for h in self.retrieved

@@ -19,7 +19,7 @@ from .feedback import FeedbackStore
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
 from .sources import file_url, source_url
-from .types import Answer, Citation
+from .types import Answer, Citation, Piece
 
 EXAMPLES = [
     "Has a strike date been set?",
@@ -54,7 +54,6 @@ CSS = """
 }
 """
 STREAM_PAUSE_S = 0.04  # between sentences: enough to read as streaming, too short to wait for
-_MARKER = re.compile(r"\s*\[(\d+)\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
 
 
@@ -63,29 +62,22 @@ def md_escape(text: str) -> str:
     return escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
 
 
-def answer_pieces(text: str) -> list[str]:
-    """The answer split after each citation marker, for streaming sentence by sentence."""
-    pieces, pos = [], 0
-    for m in _MARKER.finditer(text):
-        pieces.append(text[pos:m.end()])
-        pos = m.end()
-    if text[pos:].strip():
-        pieces.append(text[pos:])
-    return pieces
+def printable(text: str) -> str:
+    """Text Gradio can send: a lone surrogate (from a broken paste) would end the chat's stream."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def cited_markdown(text: str, citations: tuple[Citation, ...]) -> str:
-    """Escaped answer text whose [n] markers link to the cited passage."""
+def cited_markdown(pieces: tuple[Piece, ...], citations: tuple[Citation, ...]) -> str:
+    """Escaped answer text, each piece followed by a [n] link to the passage it quotes."""
     by_n = {c.n: c for c in citations}
-    out, pos = [], 0
-    for m in _MARKER.finditer(text):
-        out.append(md_escape(text[pos:m.start()]))
-        c = by_n.get(int(m.group(1)))
-        marker = rf"\[{m.group(1)}\]"
-        out.append(f" [{marker}]({source_url(c)})" if c else f" {marker}")
-        pos = m.end()
-    out.append(md_escape(text[pos:]))
-    return "".join(out)
+    out = []
+    for p in pieces:
+        out.append(md_escape(p.text))
+        if p.n is not None:
+            c = by_n.get(p.n)
+            marker = rf"\[{p.n}\]"
+            out.append(f" [{marker}]({source_url(c)})" if c else f" {marker}")
+    return " ".join(out)
 
 
 def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
@@ -103,9 +95,8 @@ def answer_markdown(answer: Answer, upto: int | None = None) -> str:
     """The chat message for an answer; ``upto`` pieces only while streaming."""
     if answer.kind in ("crisis", "medical"):
         return answer.text  # our own fixed Markdown
-    if answer.citations:
-        text = "".join(answer_pieces(answer.text)[:upto]) if upto is not None else answer.text
-        body = cited_markdown(text, answer.citations)
+    if answer.pieces:
+        body = cited_markdown(answer.pieces[:upto], answer.citations)
         return body if upto is not None else body + sources_markdown(answer.citations, "Sources")
     body = md_escape(answer.text)
     if answer.related and upto is None:
@@ -150,7 +141,7 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
             yield "", _chat(turns), turns
             return
         history = plain_history(turns)
-        turns = [*turns, {"role": "user", "content": message, "display": md_escape(message)}]
+        turns = [*turns, {"role": "user", "content": printable(message), "display": md_escape(printable(message))}]
         yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
         try:
             answer = ask(message, history, request)
@@ -158,27 +149,35 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
             turns = [*turns, _notice(str(exc))]
             yield "", _chat(turns), turns
             return
-        for n in range(1, len(answer_pieces(answer.text)) if answer.citations else 0):
+        for n in range(1, len(answer.pieces)):
             partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
             yield "", _chat(turns) + [partial], turns
             time.sleep(STREAM_PAUSE_S)
-        turns = [*turns, _answer_turn(answer)]
+        turns = [*turns, _answer_turn(answer, store.answer_id())]
         yield "", _chat(turns), turns
 
+    def client(request: gr.Request | None) -> str:
+        return request.client.host if request and request.client else "unknown"
+
     def ask(message: str, history: list[dict], request: gr.Request) -> Answer:
-        limiter.check(request.client.host if request and request.client else "unknown")
+        limiter.check(client(request))
         answer = pipeline.ask(message, history)
         store.record_answer(answer)
         return answer
 
-    def rate(turns: list[dict], data: gr.LikeData) -> None:
+    def rate(turns: list[dict], data: gr.LikeData, request: gr.Request) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
         if data.liked not in (True, False) or not 0 <= index < len(turns):
             return  # an undone vote, or a message that is not an answer
         turn = turns[index]
-        if turn["role"] == "assistant" and "question" in turn:
+        if turn["role"] != "assistant" or "question" not in turn:
+            return
+        try:  # the same limit as the API's; a vote over it is dropped quietly
+            limiter.check("feedback:" + client(request))
             store.record_rating(data.liked, turn["question"], turn["content"], turn["citations"],
-                                kind=turn["kind"])
+                                kind=turn["kind"], answer_id=turn["answer_id"])
+        except RagError:
+            pass
 
     def fill_example(evt: gr.SelectData) -> str:
         return evt.value["text"]
@@ -213,9 +212,10 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
     return demo
 
 
-def _answer_turn(answer: Answer) -> dict:
+def _answer_turn(answer: Answer, answer_id: str) -> dict:
     return {"role": "assistant", "content": answer.text, "display": answer_markdown(answer),
-            "kind": answer.kind, "question": answer.question, "citations": answer.to_json()["citations"]}
+            "kind": answer.kind, "question": answer.question, "citations": answer.to_json()["citations"],
+            "answer_id": answer_id}  # a second vote on this answer replaces the first
 
 
 def _notice(text: str) -> dict:

@@ -51,7 +51,8 @@ def pipeline(corpus_settings, embedder):
 class LiveServer:
     """An ASGI app served by uvicorn on a free loopback port, in a thread of this process."""
 
-    def __init__(self, app):
+    def __init__(self, app, **options):
+        """``options``: uvicorn settings, e.g. ``rag.server.uvicorn_options(settings)``."""
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -59,8 +60,8 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))  # the OS picks the port: no race with other tests
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         # A browser may hold a streaming connection open; don't wait long for it at shutdown.
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(app, **{"log_level": "warning", "access_log": False, **options},
+                                lifespan="on", timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -13,7 +13,6 @@ import pytest
 from rag.cli import main
 from rag.evaluation import (EvalFileError, EvalItem, Gate, ThresholdsError, check_sources, check_thresholds,
                             compute_metrics, load_thresholds, parse_questions, run_eval, write_report)
-from rag.metrics import split_cited
 from rag.report import format_table
 
 GOLDEN = Path(__file__).parent / "golden" / "result_schema.json"
@@ -49,12 +48,16 @@ def cite(n=1, doc_id="a.txt", quote="The strike lasts one day.", start=0, end=No
             "quote": quote, "start": start, "end": end}
 
 
-def result(id="q", answer=None, refused=False, citations=None, retrieved=("a.txt",), related=(), latency=10.0):
+def result(id="q", answer=None, refused=False, citations=None, retrieved=("a.txt",), related=(), latency=10.0,
+           pieces=None):
     citations = [cite()] if citations is None else citations
+    if pieces is None:
+        pieces = [] if refused else [{"text": c["quote"], "n": c["n"]} for c in citations]
     if answer is None:
-        answer = "The documents don't say." if refused else " ".join(f"{c['quote']} [{c['n']}]" for c in citations)
+        answer = "The documents don't say." if refused else " ".join(f"{p['text']} [{p['n']}]" for p in pieces)
     return {"id": id, "question": f"question {id}?", "answer": answer, "refused": refused,
             "kind": "not_found" if refused else "answer", "citations": [] if refused else citations,
+            "pieces": pieces,
             "retrieved": [{"doc_id": d, "chunk_id": f"{d}:0", "score": 1.0} for d in retrieved],
             "related": list(related), "latency_ms": latency}
 
@@ -115,26 +118,28 @@ def test_verbatim_checks_every_shown_quote_against_the_document():
     assert "quote not verbatim" in m["failures"][0]["causes"]
 
 
-def test_split_cited_on_markers():
-    assert split_cited("One. [1] Two [2][3] Three") == [("One.", (1,)), ("Two", (2, 3)), ("Three", ())]
-    assert split_cited("Sentence [1].") == [("Sentence", (1,))]
-    assert split_cited("[1] stray") == [("stray", ())]
-    assert split_cited("") == []
-
-
 def test_citation_recall_extractive():
     c1 = cite(1, quote="The strike lasts one day.")
     c2 = cite(2, quote="Talks resume in March.", start=TEXT.index("Talks"))
+    piece = lambda text, n: {"text": text, "n": n}  # noqa: E731
     m = scored([
-        # supported; unsupported (quote 2 does not contain it); no marker; marker with no citation
-        (item("a"), result("a", citations=[c1, c2],
-                           answer="the strike  LASTS one day. [1] Pay is covered. [2] Unmarked claim [9] [1]")),
-        (item("b"), result("b", citations=[c1, c2], answer="Talks resume in March [1][2] Extra words")),
+        # supported (case/space-insensitive); unsupported (quote 2 lacks it); citation that does not exist
+        (item("a"), result("a", citations=[c1, c2], pieces=[
+            piece("the strike  LASTS one day.", 1), piece("Pay is covered.", 2), piece("Unmarked claim", 9)])),
+        # supported via 2; text with no citation; a bare "." is no sentence
+        (item("b"), result("b", citations=[c1, c2], pieces=[
+            piece("Talks resume in March", 2), piece("Extra words", None), piece(".", None)])),
     ])
-    # a: "the strike..." ok, "Pay is covered." no, "Unmarked claim" has [9] and [1]; [1]'s quote lacks it -> no
-    # b: "Talks resume in March" via [2] ok, "Extra words" has no marker -> no
     assert m["metrics"]["citation_recall"] == pytest.approx(2 / 5)
     assert m["counts"]["sentences"] == 5
+
+
+def test_citation_recall_reads_pieces_not_markers_in_text():
+    """A quote that itself contains "[2]" is one supported piece, citing 1, not a sentence citing 2."""
+    quote = "Article [2] of the contract covers pay."
+    c1 = cite(1, quote=quote)
+    m = scored([(item("a"), result("a", citations=[c1], pieces=[{"text": quote, "n": 1}]))])
+    assert m["metrics"]["citation_recall"] == 1.0 and m["counts"]["sentences"] == 1
 
 
 def test_refusal_precision_and_recall():

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.feedback import FeedbackStore, open_store, print_report
+from rag.errors import InvalidFeedbackError
+from rag.feedback import MAX_CITATIONS, MAX_QUOTE_CHARS, FeedbackStore, open_store, print_report
 from rag.types import Answer, Citation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +59,12 @@ def test_the_database_holds_no_personal_data_and_uses_wal(settings):
     store = open_store(settings)
     with sqlite3.connect(store.path) as conn:
         columns = {table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                   for table in ("ratings", "unanswered")}
+                   for table in ("ratings", "unanswered", "meta")}
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert columns == {"ratings": {"id", "created_at", "rating", "kind", "question", "answer", "citations"},
-                       "unanswered": {"id", "created_at", "question"}}
+    # answer_id is a random token per answer shown, not per person
+    assert columns == {"ratings": {"id", "created_at", "rating", "kind", "question", "answer", "citations",
+                                   "answer_id"},
+                       "unanswered": {"id", "created_at", "question"}, "meta": {"key", "value"}}
 
 
 def test_parallel_threads_lose_no_record(settings):
@@ -116,3 +119,75 @@ def test_report_lists_dislikes_and_unanswered(settings, capsys):
 def test_report_limit_must_be_positive(settings):
     with pytest.raises(ValueError, match="--limit must be > 0"):
         print_report(settings, limit=0)
+
+
+def test_citations_are_typed_and_capped(settings):
+    """20 citations of 1 MB each once grew the database by 21 MB."""
+    store = open_store(settings)
+    huge = {"n": 1, "doc_id": "strike.txt", "quote": "x" * 1_000_000, "start": 0, "end": 5,
+            "extra": "y" * 1_000_000, "page": "not a number"}
+    store.record_rating(False, "q", "a", [huge] * 20)
+    (kept,) = store.ratings()
+    assert len(kept.citations) == MAX_CITATIONS
+    assert kept.citations[0] == {"n": 1, "doc_id": "strike.txt", "quote": "x" * (MAX_QUOTE_CHARS - 1) + "…",
+                                 "start": 0, "end": 5}
+    assert store.path.stat().st_size < 200_000
+
+
+ESCAPES = "\x1b[2J\x1b]0;owned\x07Has a \x1b[31mstrike\x1b[0m date\r been set?\u202e\x00"
+
+
+def test_control_characters_are_stripped_on_the_way_in(settings):
+    store = open_store(settings)
+    store.record_rating(False, ESCAPES, "No [1]\x1b[5m", [{"n": 1, "doc_id": "a\x1b.txt", "quote": "q\x9b"}])
+    store.record_unanswered(ESCAPES)
+    with sqlite3.connect(store.path) as conn:
+        stored = " ".join(str(v) for row in conn.execute("SELECT * FROM ratings UNION ALL "
+                                                          "SELECT id, created_at, question, 1, 1, 1, 1, 1 "
+                                                          "FROM unanswered") for v in row)
+    assert not any(ch in stored for ch in "\x1b\x07\r\x00\x9b\u202e")
+    assert "Has a [31mstrike[0m date been set?" in stored  # the text itself is kept
+
+
+def test_control_characters_are_stripped_on_the_way_out(settings, capsys):
+    store = open_store(settings)  # rows written by an older version, raw
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("INSERT INTO ratings (created_at, rating, kind, question, answer, citations) "
+                     "VALUES ('t', 'dislike', 'answer', ?, ?, ?)",
+                     (ESCAPES, ESCAPES, json.dumps([{"doc_id": "\x1b[2Jx.txt"}])))
+        conn.execute("INSERT INTO unanswered (created_at, question) VALUES ('t', ?)", (ESCAPES,))
+    for as_json in (False, True):
+        print_report(settings, as_json=as_json)
+        out = capsys.readouterr().out
+        assert "strike" in out and not any(ch in out for ch in "\x1b\x07\r\x00\u202e")
+
+
+def test_one_vote_per_answer_and_only_for_answers_we_gave(settings):
+    store = open_store(settings)
+    answer_id = store.answer_id()
+    for _ in range(45):
+        store.record_rating(False, "q", "a", [], answer_id=answer_id)
+    assert store.counts()["dislikes"] == 1
+    store.record_rating(True, "q", "a", [], answer_id=answer_id)  # a change of mind replaces the vote
+    assert store.counts() == {"likes": 1, "dislikes": 0, "unanswered": 0}
+    # Ids are signed with a key in the database: another process's store accepts them, made-up ones fail.
+    assert FeedbackStore(store.path).valid_answer_id(answer_id)
+    nonce = answer_id.split(".")[0]
+    for forged in (nonce + ".0", "abc", "", nonce, nonce + "." + "0" * 32):
+        with pytest.raises(InvalidFeedbackError, match="can't be rated"):
+            store.record_rating(False, "q", "a", [], answer_id=forged)
+
+
+def test_a_version_1_database_is_upgraded_in_place(settings):
+    path = settings.data_dir / "feedback.sqlite"
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE ratings (id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, rating TEXT NOT NULL,
+                kind TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL);
+            CREATE TABLE unanswered (id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, question TEXT NOT NULL);
+            INSERT INTO ratings VALUES (1, 't', 'like', 'answer', 'old q', 'old a', '[]');
+            PRAGMA user_version=1;""")
+    store = open_store(settings)
+    store.record_rating(False, "new q", "a", [], answer_id=store.answer_id())
+    assert [r.question for r in store.ratings()] == ["new q", "old q"]

@@ -16,8 +16,16 @@
   var color = params.get("color") || "";
   if (/^#[0-9a-fA-F]{3,8}$/.test(color)) document.documentElement.style.setProperty("--accent", color);
   if (params.get("title")) document.title = params.get("title");
-  addMessage("bot", params.get("greeting") ||
-    "Hi! Ask me about the strike. I answer only from the union's documents and show where each answer comes from.");
+  var GREETING = "Hi! Ask me about the strike. I answer only from the union's documents and show where each answer comes from.";
+  var greeted = false;
+  // A custom greeting comes only from the page that frames us (its data-greeting),
+  // by postMessage: never from the URL, or any link could put words in the bot's
+  // mouth. Only the sites listed in frame-ancestors can frame this page.
+  function greet(text) {
+    if (greeted) return;
+    greeted = true;
+    addMessage("bot", typeof text === "string" && text ? text.slice(0, 300) : GREETING);
+  }
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();
@@ -31,9 +39,16 @@
     if (e.key === "Escape" && window.parent !== window) window.parent.postMessage({ type: "strikeqa:close" }, "*");
   });
   window.addEventListener("message", function (e) {
-    if (e.source === window.parent && e.data && e.data.type === "strikeqa:focus") input.focus();
+    if (window.parent === window || e.source !== window.parent || !e.data) return;
+    if (e.data.type === "strikeqa:focus") input.focus();
+    else if (e.data.type === "strikeqa:greeting") greet(e.data.text);
   });
-  if (window.parent !== window) window.parent.postMessage({ type: "strikeqa:ready" }, "*");
+  if (window.parent !== window) {
+    window.parent.postMessage({ type: "strikeqa:ready" }, "*");
+    setTimeout(greet, 1500);  // a host page that never answers still gets the default greeting
+  } else {
+    greet();
+  }
 
   function ask(question) {
     if (!question || send.disabled) return;
@@ -83,8 +98,10 @@
     var body = el("div", "text");
     if (answer.kind === "crisis" || answer.kind === "medical") {
       appendBold(body, answer.answer);  // our fixed safety text: **bold** only
+    } else if (answer.pieces && answer.pieces.length) {
+      appendCited(body, answer.pieces, answer.citations || []);
     } else {
-      appendCited(body, answer.answer, answer.citations || []);
+      body.append(answer.answer);  // a refusal: plain text, nothing cited
     }
     node.append(body);
     if (answer.citations && answer.citations.length) {
@@ -96,20 +113,21 @@
     node.scrollIntoView({ block: "nearest" });
   }
 
-  function appendCited(parent, text, citations) {
+  // The answer's (text, n) pieces in order: a quote that itself contains "[2]"
+  // stays text; only a piece's own citation becomes a link.
+  function appendCited(parent, pieces, citations) {
     var byN = {};
     citations.forEach(function (c) { byN[c.n] = c; });
-    var re = /\s*\[(\d+)\]/g, pos = 0, m;
-    while ((m = re.exec(text))) {
-      parent.append(text.slice(pos, m.index));
-      var c = byN[m[1]];
-      var mark = c ? link(sourceUrl(c), "[" + m[1] + "]") : el("span", null, "[" + m[1] + "]");
+    pieces.forEach(function (p, i) {
+      if (i) parent.append(" ");
+      parent.append(p.text);
+      if (p.n == null) return;
+      var c = byN[p.n];
+      var mark = c ? link(sourceUrl(c), "[" + p.n + "]") : el("span", null, "[" + p.n + "]");
       mark.classList.add("cite");
-      if (c) mark.setAttribute("aria-label", "Source " + m[1] + ": " + c.title);
+      if (c) mark.setAttribute("aria-label", "Source " + p.n + ": " + c.title);
       parent.append(" ", mark);
-      pos = re.lastIndex;
-    }
-    parent.append(text.slice(pos));
+    });
   }
 
   function appendBold(parent, text) {
@@ -177,8 +195,8 @@
         fetch("/api/feedback", {
           method: "POST",
           headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ liked: spec[0], question: answer.question, answer: answer.answer,
-            kind: answer.kind, citations: answer.citations || [] }),
+          body: JSON.stringify({ liked: spec[0], answer_id: answer.answer_id, question: answer.question,
+            answer: answer.answer, kind: answer.kind, citations: answer.citations || [] }),
         }).then(function () { row.append(el("span", "thanks", "Thanks for the feedback.")); });
       });
       row.append(b);

@@ -113,7 +113,8 @@
     if (!host) return;
     isOpen = open;
     if (open && !frame) {  // load the chat only when first wanted
-      var query = new URLSearchParams({ title: TITLE, greeting: GREETING, color: COLOR, embed: "1" });
+      // The greeting is not in the URL: the chat takes it only by postMessage from its parent.
+      var query = new URLSearchParams({ title: TITLE, color: COLOR, embed: "1" });
       frame = el("iframe", { src: BOT + "/widget?" + query.toString(), title: TITLE + " chat",
         allow: "clipboard-write" });
       panel.append(frame);
@@ -136,6 +137,7 @@
     if (event.origin !== BOT || !frame || event.source !== frame.contentWindow || !event.data) return;
     if (event.data.type === "strikeqa:ready") {
       chatReady = true;
+      frame.contentWindow.postMessage({ type: "strikeqa:greeting", text: GREETING }, BOT);
       if (isOpen) focusChat();
     } else if (event.data.type === "strikeqa:close") {
       setOpen(false);

@@ -1,0 +1,215 @@
+"""What probing the running app as an attacker found (issue 11), each held shut over real HTTP."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+import rag.pipeline
+from rag.feedback import open_store
+from rag.server import create_app, uvicorn_options
+
+LIMIT = 50_000
+
+
+@pytest.fixture(scope="module")
+def settings(corpus_settings, tmp_path_factory):
+    return replace(corpus_settings, rate_limit_per_minute=1000, max_request_bytes=LIMIT,
+                   data_dir=tmp_path_factory.mktemp("hardening-data"))
+
+
+@pytest.fixture(scope="module")
+def client(settings, pipeline):
+    return TestClient(create_app(settings, pipeline))
+
+
+@pytest.fixture(scope="module")
+def server(settings, pipeline, serve_app):
+    with serve_app(create_app(settings, pipeline), **uvicorn_options(settings)) as server:
+        yield server
+
+
+# 1. Request bodies are bounded, before anything reads them.
+
+@pytest.mark.parametrize("path", ["/api/ask", "/api/feedback", "/gradio_api/queue/join", "/gradio_api/run/respond"])
+def test_a_body_over_the_limit_is_refused_by_its_length(client, path):
+    body = json.dumps({"question": "strike " * (LIMIT // 6)})
+    r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {"error": f"The request is too large (the limit is {LIMIT:,} bytes)."}
+
+
+def test_a_streamed_body_without_a_length_is_cut_off_at_the_limit(server):
+    sent = []
+
+    def chunks():  # no Content-Length: chunked transfer, counted as it arrives
+        for _ in range(400):
+            sent.append(1)
+            yield b'{"question": "' + b"x" * 10_000
+
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        r = http.post("/api/ask", content=chunks(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "too large" in r.json()["error"]
+        assert len(sent) < 400  # refused before the whole 4 MB was sent (or read)
+    with httpx.Client(base_url=server.url, timeout=30) as http:  # and the server is fine
+        assert http.post("/api/ask", json={"question": "Who is Molly Parsons?"}).status_code == 200
+
+
+def test_only_a_bounded_window_is_screened_before_the_length_check(pipeline, monkeypatch):
+    """A 10 MB question was screened whole for crisis words (12-39 s) before being refused."""
+    screened = []
+    real = rag.pipeline.safety_check
+    monkeypatch.setattr(rag.pipeline, "safety_check", lambda text: screened.append(len(text)) or real(text))
+    limit = pipeline.settings.max_question_chars
+    with pytest.raises(rag.pipeline.InvalidQuestionError, match="please keep it under"):
+        pipeline.ask("Is there a strike? " * 50_000)
+    assert screened and max(screened) <= 2 * limit
+    # the window still finds a crisis at the start of a long message
+    assert pipeline.ask("I want to kill myself. " + "Work was hard. " * 50_000).kind == "crisis"
+
+
+# 3. Gradio's upload endpoints are closed, and its cache is ours to empty.
+
+@pytest.mark.parametrize("path", ["/gradio_api/upload", "/gradio_api/upload/", "/gradio_api/upload?x=1",
+                                  "/gradio_api/process_recording"])
+def test_uploads_are_refused(client, settings, path):
+    r = client.post(path, files={"files": ("evil.html", b"<script>alert(1)</script>", "text/html")})
+    assert r.status_code == 404 and r.json() == {"error": "Not found."}
+    cache = settings.data_dir / "gradio-cache"
+    assert not cache.exists() or not any(p.name == "evil.html" for p in cache.rglob("*"))
+
+
+def test_gradio_cache_is_emptied_at_start_and_at_shutdown(settings, pipeline, serve_app, tmp_path):
+    settings = replace(settings, data_dir=tmp_path)
+    leftover = tmp_path / "gradio-cache" / "abc" / "old-upload.bin"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"x" * 1000)
+    app = create_app(settings, pipeline)
+    assert not leftover.exists()
+    with serve_app(app) as server:
+        (tmp_path / "gradio-cache").mkdir(exist_ok=True)
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"y")
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    assert not (tmp_path / "gradio-cache").exists()
+
+
+# 4. Proxy headers only from a configured proxy; votes are limited, one per answer.
+
+def _ask_as(url: str, forwarded_for: str) -> int:
+    return httpx.post(url + "/api/ask", json={"question": "Who is Molly Parsons?"},
+                      headers={"X-Forwarded-For": forwarded_for}, timeout=60).status_code
+
+
+def test_x_forwarded_for_is_ignored_unless_a_proxy_is_configured(settings, pipeline, serve_app):
+    strict = replace(settings, rate_limit_per_minute=2)
+    with serve_app(create_app(strict, pipeline), **uvicorn_options(strict)) as server:
+        codes = [_ask_as(server.url, f"203.0.113.{n}") for n in range(4)]
+    assert codes == [200, 200, 429, 429]  # one client, however many faces it claims
+
+    proxied = replace(strict, trusted_proxies=("127.0.0.1",))
+    with serve_app(create_app(proxied, pipeline), **uvicorn_options(proxied)) as server:
+        codes = [_ask_as(server.url, f"203.0.113.{n}") for n in range(4)]
+        assert codes == [200] * 4  # behind our proxy, each forwarded client has its own window
+        assert [_ask_as(server.url, "203.0.113.9") for _ in range(3)] == [200, 200, 429]
+
+
+def test_settings_read_trusted_proxies_from_the_environment():
+    from rag.config import Settings
+
+    settings = Settings.from_env(environ={"RAG_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"})
+    assert uvicorn_options(settings)["proxy_headers"] is True
+    assert uvicorn_options(settings)["forwarded_allow_ips"] == ["127.0.0.1", "10.0.0.0/8"]
+    assert uvicorn_options(Settings.from_env(environ={}))["proxy_headers"] is False
+
+
+def _vote(client, answer: dict, liked: bool, **extra):
+    return client.post("/api/feedback", json={"liked": liked, "answer_id": answer["answer_id"],
+                                              "question": answer["question"], "answer": answer["answer"],
+                                              "citations": answer["citations"], **extra})
+
+
+def test_one_vote_per_answer_and_votes_are_rate_limited(settings, pipeline, tmp_path):
+    client = TestClient(create_app(replace(settings, data_dir=tmp_path, rate_limit_per_minute=20), pipeline))
+    answer = client.post("/api/ask", json={"question": "Who is Molly Parsons?"}).json()
+    codes = [_vote(client, answer, liked=False).status_code for _ in range(45)]
+    assert codes[:19] == [200] * 19 and codes[-1] == 429
+    assert open_store(replace(settings, data_dir=tmp_path)).counts()["dislikes"] == 1
+    forged = _vote(TestClient(create_app(replace(settings, data_dir=tmp_path), pipeline)), answer, True,
+                   answer_id="made-up.0123")
+    assert forged.status_code == 400 and "can't be rated" in forged.json()["error"]
+
+
+# 5. Feedback fields are typed and capped at the API too.
+
+@pytest.mark.parametrize("change", [
+    {"citations": [{"n": 1, "doc_id": "a.txt", "quote": "q", "start": 0, "end": 1}] * 11},
+    {"citations": [{"n": 1, "doc_id": "a.txt", "quote": "q" * 5000, "start": 0, "end": 1}]},
+    {"citations": [{"n": "1", "doc_id": "a.txt", "quote": "q", "start": 0, "end": 1}]},
+    {"question": "q" * 5000},
+])
+def test_feedback_fields_are_typed_and_capped(client, change):
+    answer = client.post("/api/ask", json={"question": "Who is Molly Parsons?"}).json()
+    r = client.post("/api/feedback", json={"liked": False, "answer_id": answer["answer_id"], "question": "q",
+                                           "answer": "a", "citations": [], **change})
+    assert r.status_code == 422 and r.json()["error"]
+
+
+# 6. Malformed input: a clear {"error"}, never a 500, never a broken connection.
+
+LONE_SURROGATE = '{"question": "Is there a strike? \\ud800"}'
+
+
+def test_a_lone_surrogate_is_a_clear_400_and_the_connection_lives_on(server):
+    with httpx.Client(base_url=server.url, timeout=60) as http:  # one keep-alive connection
+        r = http.post("/api/ask", content=LONE_SURROGATE, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "invalid character" in r.json()["error"]
+        history = '{"question": "And then?", "history": [{"role": "user", "content": "\\udfff"}]}'
+        r = http.post("/api/ask", content=history, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"].startswith("Invalid history")
+        assert http.post("/api/ask", json={"question": "Who is Molly Parsons?"}).status_code == 200
+
+
+def test_a_lone_surrogate_in_the_chat_gets_a_notice_not_a_dead_stream(server, monkeypatch):
+    import httpx._content
+    from gradio_client import Client
+
+    # Send JSON as a browser's JSON.stringify does, with the surrogate escaped as \ud800.
+    monkeypatch.setattr(httpx._content, "json_dumps",
+                        lambda obj, **kw: json.dumps(obj, **{**kw, "ensure_ascii": True}))
+    chat = Client(server.url, verbose=False)
+    textbox, messages = chat.predict("Is there a strike? \ud800", api_name="/respond")
+    assert textbox == "" and "invalid character" in str(messages[-1]["content"])
+    _, messages = chat.predict("Who is Molly Parsons?", api_name="/respond")  # the session goes on
+    assert "Molly Parsons" in str(messages[-1]["content"])
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"question": "caf\xe9 strike?"}', "could not be read as JSON"),
+    (b'{"question": ' + b"[" * 100_00 + b"]" * 100_00 + b"}", "could not be read as JSON"),
+])
+def test_invalid_utf8_and_deep_nesting_get_the_documented_error_shape(client, body, message):
+    r = client.post("/api/ask", content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500
+    assert set(r.json()) == {"error"} and message in r.json()["error"]
+
+
+def test_a_bad_content_length_is_refused(settings):
+    # A raw request: HTTP clients will not send a Content-Length that is not a number.
+    from rag.middleware import BodyLimit
+    import asyncio
+
+    sent = []
+
+    async def app(scope, receive, send):  # never reached
+        raise AssertionError
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"content-length", b"12abc")], "path": "/api/ask"}
+    asyncio.run(BodyLimit(app, 100)(scope, None, send))
+    assert sent[0]["status"] == 400 and b"Content-Length" in sent[1]["body"]
