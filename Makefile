@@ -31,9 +31,16 @@ $(STAMP): pyproject.toml
 index: $(STAMP)
 	$(VENV)/bin/rag ingest
 
-# Browser tests drive Debian's Chromium (never a downloaded browser build).
+# Browser tests drive Debian's Chromium (never a downloaded build). Installed when we
+# can (root with apt, as in CI); otherwise say so, and only the browser tests are skipped.
 browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "note: Chromium is not installed and installing it needs root (sudo apt-get install chromium);"; \
+		echo "      the browser tests (tests/test_browser.py) will be skipped, everything else runs."; \
+	fi
 
 eval: $(STAMP) index
 	$(VENV)/bin/rag eval

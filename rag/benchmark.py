@@ -230,20 +230,9 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-def _main() -> None:
-    import argparse
+if __name__ == "__main__":  # `python -m rag.benchmark DATASET` is `rag bench-retrieval DATASET`
+    import sys
 
-    parser = argparse.ArgumentParser(prog="python -m rag.benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("dataset_dir", type=Path, help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")
-    parser.add_argument("--limit", type=int, help="keep only the first N documents (and the queries they answer)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args()
-    try:
-        result = run_benchmark(args.dataset_dir, Settings.from_env(), args.limit)
-    except (RagError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(json.dumps(result.to_json(), indent=2) if args.json else format_table(result))
+    from .cli import main
 
-
-if __name__ == "__main__":
-    _main()
+    sys.exit(main(["bench-retrieval", *sys.argv[1:]]))

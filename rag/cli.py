@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .config import Settings, offline_environment
@@ -18,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        settings = Settings.from_env(index_dir=getattr(args, "index", None))
+        index = getattr(args, "index", None)  # a flag's path is relative to where you are, not to home
+        settings = Settings.from_env(index_dir=index.resolve() if index else None)
         return args.run(args, settings) or 0
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.set_defaults(run=_ask)
 
     ev = sub.add_parser("eval", help="run an eval set and report answer fidelity")
-    ev.add_argument("eval_file", nargs="?", type=Path, default=Path("eval/questions.jsonl"))
+    ev.add_argument("eval_file", nargs="?", type=Path, help="eval set (default eval/questions.jsonl under home)")
     ev.add_argument("--index", type=Path)
     ev.add_argument("--out", type=Path, help="results JSONL (default eval/results.jsonl)")
     ev.add_argument("--report", type=Path, help="HTML report (default eval/report.html)")
@@ -123,7 +125,7 @@ def _bench(args, settings: Settings) -> int:
 def _serve(args, settings: Settings) -> int:
     from .server import serve
 
-    serve(Settings.from_env(index_dir=args.index, host=args.host, port=args.port))
+    serve(replace(settings, **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}))
     return 0
 
 

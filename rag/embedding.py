@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -103,6 +102,3 @@ def load_embedder(model: str = "bundled") -> SentenceTransformerEmbedder:
 def _load(model: str) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(model)
 
-
-def model_path_exists(model: str) -> bool:
-    return Path(resolve_model(model)).exists()

@@ -177,11 +177,12 @@ def run_cli(args, settings: Settings) -> int:
 
     from .pipeline import Pipeline
 
-    eval_file = Path(args.eval_file or DEFAULT_FILE)
-    out = Path(args.out or DEFAULT_OUT)
-    report = Path(args.report or DEFAULT_REPORT)
+    # Defaults live under settings.home, like the corpus and the index; paths given are taken as given.
+    eval_file = Path(args.eval_file) if args.eval_file else settings.path(DEFAULT_FILE)
+    out = Path(args.out) if args.out else settings.path(DEFAULT_OUT)
+    report = Path(args.report) if args.report else settings.path(DEFAULT_REPORT)
     items = load_questions(eval_file)  # fail on a bad file before loading the model
-    thresholds_path = Path(args.thresholds or DEFAULT_THRESHOLDS)
+    thresholds_path = Path(args.thresholds) if args.thresholds else settings.path(DEFAULT_THRESHOLDS)
     if args.thresholds or thresholds_path.exists():
         thresholds = load_thresholds(thresholds_path)
     else:

@@ -218,7 +218,9 @@ def clean_citations(citations: object) -> list[dict]:
         row = {}
         for key, kind in _CITATION_FIELDS.items():
             value = c.get(key)
-            if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            if key == "page" and key in c and value is None:  # not a PDF
+                row[key] = None
+            elif kind is int and isinstance(value, int) and not isinstance(value, bool):
                 row[key] = value
             elif kind is str and isinstance(value, str):
                 row[key] = clean(value, MAX_QUOTE_CHARS if key == "quote" else MAX_NAME_CHARS)

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ class Manifest:
     documents: dict  # doc_id -> content hash
     chunks: int
     built_at: str
+    # The folders ingested, absolute; builds written before this field have none.
+    corpus_roots: list[str] = field(default_factory=list)
 
 
 class Index:
@@ -66,9 +68,6 @@ class Index:
             dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
         lexical = LexicalIndex.build([f"{c.title}\n{c.text}" for c in chunks])
         return cls(manifest, documents, chunks, dense, lexical)
-
-    def vectors(self) -> np.ndarray:
-        return self.dense.reconstruct_n(0, self.dense.ntotal) if self.dense.ntotal else np.zeros((0, self.manifest.dim), np.float32)
 
     def chunks_of(self, doc_id: str) -> list[int]:
         """Rows of a document's chunks (a scan per call would be quadratic on re-ingest)."""

@@ -1,7 +1,6 @@
 """Ingest: load a corpus, reuse what is unchanged, embed the rest, save atomically."""
 from __future__ import annotations
 
-import fcntl
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -11,6 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from . import index as index_store
 from .chunking import chunk_document
@@ -56,7 +56,7 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
         raise CorpusError(f"no readable documents in {', '.join(map(str, corpus_dirs))}"
                           f"{' (' + reasons + ')' if reasons else ''}; the index was left as it was")
-    return build(documents, settings, report, embedder_factory, progress)
+    return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs)
 
 
 def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]:
@@ -76,8 +76,9 @@ def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]
 
 def build(documents: list[Document], settings: Settings, report: IngestReport | None = None,
           embedder_factory: Callable[[], Embedder] | None = None,
-          progress: bool | None = None) -> IngestReport:
+          progress: bool | None = None, roots: Iterable[Path] = ()) -> IngestReport:
     """Build and atomically save an index of documents, re-embedding only what changed."""
+    roots = [str(Path(r).resolve()) for r in roots]
     report = report or IngestReport()
     started = time.perf_counter()
     factory = embedder_factory or (lambda: load_embedder(settings.model))
@@ -87,13 +88,14 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
         chunking = _chunking_settings(settings)
         reusable = previous if previous and previous.manifest.chunking == chunking else None
         plan = _plan(documents, reusable, report, previous)
-        if reusable and not plan and not report.removed:  # nothing changed: keep the live build
+        if reusable and not plan and not report.removed and reusable.manifest.corpus_roots == roots:
+            # nothing changed: keep the live build
             report.chunks, report.version = len(reusable.chunks), reusable.version
             report.seconds = time.perf_counter() - started
             return report
         embedder = factory() if plan or not reusable else None
         chunks, vectors = _assemble(documents, reusable, plan, embedder, settings, report, progress)
-        manifest = _manifest(embedder, reusable, chunking, documents, len(chunks))
+        manifest = _manifest(embedder, reusable, chunking, documents, len(chunks), roots)
         index = Index.build(manifest, {d.doc_id: d for d in documents}, chunks, vectors)
         report.version = index_store.save(index, settings.index_dir)
     report.chunks = len(chunks)
@@ -152,7 +154,7 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     return chunks, matrix
 
 
-def _manifest(embedder, reusable, chunking, documents, n_chunks) -> Manifest:
+def _manifest(embedder, reusable, chunking, documents, n_chunks, roots) -> Manifest:
     return Manifest(
         format=index_store.FORMAT,
         embedder=embedder.name if embedder else reusable.manifest.embedder,
@@ -163,6 +165,7 @@ def _manifest(embedder, reusable, chunking, documents, n_chunks) -> Manifest:
         documents={d.doc_id: d.content_hash for d in documents},
         chunks=n_chunks,
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        corpus_roots=list(roots),
     )
 
 
@@ -181,10 +184,9 @@ def _installed(package: str) -> bool:
 
 @contextmanager
 def _ingest_lock(index_dir: Path):
-    """One ingest at a time per index folder; a second one waits."""
+    """One ingest at a time per index folder; a second one waits (on any OS: filelock, not fcntl)."""
     Path(index_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(index_dir) / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with FileLock(Path(index_dir) / ".lock"):
         yield
 
 

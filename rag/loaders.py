@@ -129,6 +129,7 @@ def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str]:
 def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
     """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why."""
     root = Path(root)
+    real_root = root.resolve()
     seen_dirs: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
         st = os.stat(dirpath)
@@ -139,8 +140,14 @@ def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
         seen_dirs.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith("."):
-                yield _load_one(root, Path(dirpath) / name)
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            # A link out of the corpus (notes.txt -> /etc/passwd) would be quoted to anyone who asks.
+            if not path.resolve().is_relative_to(real_root):
+                yield Skipped(path.relative_to(root).as_posix(), "links outside the corpus folder")
+                continue
+            yield _load_one(root, path)
 
 
 def _load_one(root: Path, path: Path) -> Loaded | Skipped:

@@ -44,7 +44,8 @@ HOST_PAGE = """<!doctype html>
 {script}
 </body></html>
 """
-SCRIPT_TAG = ('<script src="{bot}/widget.js" data-title="Strike Q&amp;A" data-greeting="Hi! Ask me about the strike."'
+GREETING = "Welcome, MHCU member! Ask me about the strike."
+SCRIPT_TAG = ('<script src="{bot}/widget.js" data-title="Strike Q&amp;A" data-greeting="' + GREETING + '"'
               ' data-color="#12355b" data-position="bottom-right" async></script>')
 # What the host page looks like; none of it may change when the widget arrives.
 HOST_STYLE = """() => {
@@ -133,7 +134,7 @@ def open_widget(page):
     launcher = page.locator("strike-qa-widget").locator(".launcher")
     launcher.click()
     frame = page.frame_locator("strike-qa-widget iframe")
-    frame.locator("#question").wait_for()
+    frame.locator(".msg.bot").first.wait_for()  # the greeting, sent over by the host page
     return launcher, frame
 
 
@@ -220,9 +221,13 @@ def test_widget_on_the_union_site_answers_without_touching_the_page(page, union_
 
     launcher, frame = open_widget(page)
     assert launcher.get_attribute("aria-expanded") == "true"
-    assert "Ask me about the strike" in frame.locator(".msg.bot").first.inner_text()
+    assert frame.locator(".msg.bot").first.inner_text() == GREETING  # the host page's data-greeting
+    src = page.evaluate("document.querySelector('strike-qa-widget').shadowRoot.querySelector('iframe').src")
+    assert "greeting" not in src  # not in the URL: a link could not set it
     answer = ask_in_widget(frame, APPOINTMENTS)
     assert "111,803" in answer.locator(".text").inner_text()
+    # one [n] link per citation, drawn from the answer's pieces
+    assert answer.locator(".text a.cite").count() == answer.locator(".sources li").count() >= 1
     source = answer.locator(".sources a").first
     assert source.inner_text() == "Another Kaiser Strike?"
     assert source.get_attribute("href").startswith("/source/another-kaiser-strike-vote.txt?start=")
@@ -288,4 +293,20 @@ def test_other_sites_cannot_frame_the_widget_or_call_the_api(page, foreign_site,
     assert page.evaluate(call_api) == "blocked"  # no CORS allow header for this origin
     page.goto(union_page["without_widget"])
     assert page.evaluate(call_api) == "answer"  # the listed union site may call the API
+    assert_loopback_only(requests_seen)
+
+
+def test_a_link_cannot_set_the_widget_greeting_and_votes_count_once(page, live_server, corpus_settings,
+                                                                    requests_seen):
+    page.goto(live_server.url + "/widget?greeting=Your+strike+pay+has+been+cancelled.+Call+555-0100.")
+    first = page.locator(".msg.bot").first
+    first.wait_for()
+    assert "cancelled" not in first.inner_text() and "Ask me about the strike" in first.inner_text()
+
+    answer = ask_in_widget(page, APPOINTMENTS)
+    answer.locator("button[aria-label='Not helpful']").click()
+    answer.locator(".thanks", has_text="Thanks for the feedback.").wait_for()
+    assert answer.locator("button[aria-label='Helpful']").is_disabled()
+    latest = open_store(corpus_settings).ratings("dislike", limit=1)[0]
+    assert latest.question == APPOINTMENTS and "111,803" in latest.answer
     assert_loopback_only(requests_seen)

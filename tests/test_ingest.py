@@ -1,3 +1,4 @@
+import json
 import os
 import random
 import shutil
@@ -5,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from rag import index as index_store
 from rag.config import Settings
 from rag.embedding import load_embedder
+from rag.errors import IndexCorruptError
 from rag.ingest import ingest
 from rag.retrieval import Retriever
 from tests.pdfs import encrypted_pdf, imageonly_pdf, text_pdf, truncated_pdf
@@ -80,15 +83,84 @@ def test_manifest_records_what_was_built(tmp_path, corpus):
     assert set(m.documents) == {p.name for p in CORPUS.iterdir()} and all(len(h) == 64 for h in m.documents.values())
 
 
-def test_save_then_load_returns_identical_hits(tmp_path, corpus):
+def test_save_then_load_returns_identical_hits(tmp_path, corpus, monkeypatch):
+    """The index ingest built in memory and the one loaded back from disk answer alike."""
+    built = []
+    save = index_store.save
+    monkeypatch.setattr(index_store, "save", lambda index, folder: built.append(index) or save(index, folder))
     settings = settings_for(tmp_path)
     ingest([corpus], settings)
-    first = index_store.load(settings.index_dir)
-    second = index_store.load(settings.index_dir)
+    loaded = index_store.load(settings.index_dir)
+    (original,) = built
+    assert loaded.chunks == original.chunks and loaded.documents == original.documents
+    assert loaded.manifest == original.manifest
     for q in ["fine against Kaiser", "strike date", "artificial intelligence triage"]:
-        a = Retriever(first, load_embedder()).search(q, 5)
-        b = Retriever(second, load_embedder()).search(q, 5)
-        assert [(h.chunk, round(h.score, 6)) for h in a] == [(h.chunk, round(h.score, 6)) for h in b]
+        a = Retriever(original, load_embedder()).search(q, 5)
+        b = Retriever(loaded, load_embedder()).search(q, 5)
+        assert a and [(h.chunk, round(h.score, 6)) for h in a] == [(h.chunk, round(h.score, 6)) for h in b]
+
+
+def test_changed_chunk_settings_re_embed_everything(tmp_path, corpus):
+    settings, model = settings_for(tmp_path), CountingEmbedder()
+    first = ingest([corpus], settings, lambda: model)
+    smaller = replace(settings, chunk_tokens=80, chunk_overlap_tokens=20)
+    model.embedded = 0
+    second = ingest([corpus], smaller, lambda: model)
+    assert second.chunks > first.chunks and model.embedded == second.embedded == second.chunks
+    assert index_store.load(settings.index_dir).manifest.chunking["chunk_tokens"] == 80
+
+
+def test_an_index_in_an_older_format_is_refused_then_rebuilt(tmp_path, corpus):
+    settings = settings_for(tmp_path)
+    ingest([corpus], settings)
+    build = settings.index_dir / index_store.current_version(settings.index_dir)
+    manifest = json.loads((build / "manifest.json").read_text())
+    (build / "manifest.json").write_text(json.dumps({**manifest, "format": "strike-qa-index v0"}))
+    with pytest.raises(IndexCorruptError, match="'strike-qa-index v0' is not .*rebuild with `rag ingest`"):
+        index_store.load(settings.index_dir)
+    model = CountingEmbedder()
+    report = ingest([corpus], settings, lambda: model)
+    assert model.embedded == report.chunks > 0  # nothing reused from the old format
+    # A build of this format written before the manifest recorded corpus roots still loads.
+    build = settings.index_dir / index_store.current_version(settings.index_dir)
+    manifest = json.loads((build / "manifest.json").read_text())
+    del manifest["corpus_roots"]
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    assert index_store.load(settings.index_dir).manifest.corpus_roots == []
+
+
+def test_manifest_records_the_corpus_roots(tmp_path, corpus):
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "faq.md").write_text("# FAQ\nPickets start at 7 am every weekday.")
+    settings = settings_for(tmp_path)
+    ingest([corpus, other], settings)
+    assert index_store.load(settings.index_dir).manifest.corpus_roots == [str(corpus.resolve()), str(other.resolve())]
+    ingest([corpus], settings)
+    assert index_store.load(settings.index_dir).manifest.corpus_roots == [str(corpus.resolve())]
+    moved = shutil.copytree(corpus, tmp_path / "moved")  # the same documents from another folder
+    report = ingest([moved], settings)
+    assert report.embedded == 0 and index_store.load(settings.index_dir).manifest.corpus_roots == [str(moved)]
+
+
+def test_links_out_of_the_corpus_are_skipped_with_a_warning(tmp_path, corpus, capsys):
+    from rag.cli import main
+
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "secret.txt").write_text("Board minutes\nTOP SECRET bargaining plan.\n")
+    (outside / "dir" / "plan.txt").write_text("Another TOP SECRET plan for the board.\n")
+    (corpus / "notes.txt").symlink_to(outside / "secret.txt")
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    (corpus / "linked-dir").symlink_to(outside / "dir")
+    (corpus / "alias.txt").symlink_to(corpus / "another-kaiser-strike-vote.txt")  # inside: fine
+    assert main(["ingest", str(corpus), "--index", str(tmp_path / "ix")]) == 0
+    err = capsys.readouterr().err
+    for name in ("notes.txt", "passwd.txt", "linked-dir/plan.txt"):
+        assert f"warning: skipped {name}: links outside the corpus folder" in err
+    index = index_store.load(tmp_path / "ix")
+    assert set(index.documents) == {"another-kaiser-strike-vote.txt", "kaiser-clinicians-strike-2022.txt", "alias.txt"}
+    assert not any("TOP SECRET" in c.text or "root:" in c.text for c in index.chunks)
 
 
 def test_bad_files_are_skipped_and_the_rest_indexed(tmp_path, corpus):
@@ -108,14 +180,15 @@ def test_bad_files_are_skipped_and_the_rest_indexed(tmp_path, corpus):
     assert any(c.page == 2 and "$20" in c.text for c in loaded.chunks)
 
 
-def test_cli_ingest_reports_summary_and_warnings(tmp_path, corpus):
+def test_cli_ingest_reports_summary_and_warnings(tmp_path, corpus, capsys):
+    from rag.cli import main  # in-process: a subprocess would only add the model's start-up
+
     encrypted_pdf(corpus / "locked.pdf")
-    out = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus), "--index", str(tmp_path / "ix")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "2 added" in out.stdout and "1 skipped" in out.stdout
-    assert "warning: skipped locked.pdf: encrypted PDF" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert main(["ingest", str(corpus), "--index", str(tmp_path / "ix")]) == 0
+    out, err = capsys.readouterr()
+    assert "2 added" in out and "1 skipped" in out
+    assert "warning: skipped locked.pdf: encrypted PDF" in err
+    assert "Traceback" not in err
 
 
 def _big_corpus(folder: Path, n: int = 16) -> None:

@@ -10,10 +10,12 @@ import pytest
 
 from rag import index as index_store
 from rag.config import Settings
+from rag.answering import NOT_FOUND
 from rag.errors import InvalidQuestionError
 from rag.ingest import ingest
 from rag.loaders import Loaded, Skipped, walk_corpus
 from rag.pipeline import Pipeline
+from rag.types import cited_text
 from tests.pdfs import encrypted_pdf, truncated_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +42,22 @@ def _load_script():
 def test_odd_questions_get_a_normal_answer_or_refusal(pipeline, question):
     answer = pipeline.ask(question)
     assert answer.kind in ("answer", "not_found")
-    for c in answer.citations:
+    assert answer.refused == (answer.kind == "not_found")
+    assert not any(ch in answer.question for ch in "\x00\x07") and answer.question == answer.question.strip()
+    if answer.refused:
+        assert answer.text == NOT_FOUND and not answer.citations and not answer.pieces
+    else:  # the pieces are the citations' quotes, in order, and the text is made of them
+        assert [(p.text, p.n) for p in answer.pieces] == [(c.quote, c.n) for c in answer.citations]
+        assert answer.text == cited_text(answer.pieces)
+    for c in (*answer.citations, *answer.related):
         assert pipeline.index.documents[c.doc_id].text[c.start:c.end] == c.quote
+
+
+def test_control_characters_do_not_change_the_answer(pipeline):
+    noisy = pipeline.ask("What did Kaiser\x00 propose\x07 about layoffs?")
+    clean = pipeline.ask("What did Kaiser propose about layoffs?")
+    assert noisy.kind == "answer" and "layoff" in noisy.text.lower()
+    assert (noisy.text, noisy.citations) == (clean.text, clean.citations)
 
 
 def test_oversized_question_is_refused_with_a_clear_message(pipeline):

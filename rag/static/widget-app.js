@@ -197,7 +197,12 @@
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ liked: spec[0], answer_id: answer.answer_id, question: answer.question,
             answer: answer.answer, kind: answer.kind, citations: answer.citations || [] }),
-        }).then(function () { row.append(el("span", "thanks", "Thanks for the feedback.")); });
+        }).then(function (res) {
+          return res.json().catch(function () { return {}; }).then(function (body) {
+            row.append(res.ok ? el("span", "thanks", "Thanks for the feedback.")
+              : el("span", "thanks error", body.error || "Your rating could not be saved."));
+          });
+        });
       });
       row.append(b);
     });
