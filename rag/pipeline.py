@@ -44,6 +44,17 @@ def _check_length(text: str, max_chars: int) -> str:
     return text
 
 
+def _screened(text: str, max_chars: int) -> str:
+    """What the safety check reads of an overlong message: its start and its end, a bounded window.
+
+    A megabyte of text must not hold a worker for seconds before the length check
+    refuses it; a long message tends to say what matters first or last.
+    """
+    if len(text) <= 2 * max_chars:
+        return text
+    return text[:max_chars] + "\n" + text[-max_chars:]
+
+
 class Pipeline:
     """Shares one model and one index between threads; picks up a new index build by itself."""
 
@@ -94,9 +105,7 @@ class Pipeline:
         # Safety first, even before the length limit: someone in crisis who
         # pastes a long message must get the crisis resources, not an error.
         text = clean_question(question)
-        # ...but only a bounded window of it: a megabyte of text must not hold
-        # a worker for seconds before the length check refuses it.
-        verdict = safety_check(text[: self.settings.max_question_chars * 2])
+        verdict = safety_check(_screened(text, self.settings.max_question_chars))
         if verdict:  # fixed, human-written text; never retrieved or generated
             return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})

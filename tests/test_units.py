@@ -111,3 +111,16 @@ def test_a_pronoun_with_only_organisations_named_falls_back_to_the_previous_ques
     history = [{"role": "user", "content": "What is Kaiser Permanente doing?"},
                {"role": "assistant", "content": "The National Union of Healthcare Workers says..."}]
     assert standalone("What did she say?", history) == "What did she say? (What is Kaiser Permanente doing?)"
+
+
+# --- app.py is `rag serve` -------------------------------------------------------
+
+
+def test_app_py_fails_like_rag_serve(monkeypatch, capsys):
+    import app
+    from rag.cli import main as rag
+
+    monkeypatch.setenv("RAG_PORT", "seventy")
+    assert app.main([]) == rag(["serve"]) == 2  # bad settings: 2 from both (app.py once said 1)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: RAG_PORT must be a int, got 'seventy'"] * 2
