@@ -24,6 +24,8 @@ class BodyLimit:
 
     A client that sends no Content-Length (chunked) is cut off as soon as it
     passes the limit: the 413 goes out, and the app sees a disconnected client.
+    Not FastAPI's own ``max_body_size``: it answers in plain text or
+    ``{"detail": ...}``, not the API's documented ``{"error": ...}``.
     """
 
     def __init__(self, app, max_bytes: int):

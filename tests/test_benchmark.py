@@ -128,6 +128,7 @@ def test_python_m_rag_benchmark_is_the_cli_command(dataset, tmp_path, capsys, mo
 
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setattr(sys, "argv", ["rag.benchmark", str(dataset), "--limit", "0"])
+    monkeypatch.delitem(sys.modules, "rag.benchmark")  # run it fresh, as `python -m` would
     with pytest.raises(SystemExit) as exit:
         runpy.run_module("rag.benchmark", run_name="__main__")
     assert exit.value.code == 2 and "error: limit must be > 0" in capsys.readouterr().err
