@@ -73,15 +73,21 @@ class SentenceTransformerEmbedder:
 
 def embed_all(embedder: Embedder, texts: Sequence[str], batch_size: int = 32,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed many texts in batches, reporting how many finished after each."""
+    """Embed many texts in batches, reporting how many finished after each.
+
+    Batches are cut from the texts sorted by length, longest first (as
+    ``SentenceTransformer.encode`` sorts within one call): a batch is padded to
+    its longest text, so mixing lengths would embed mostly padding.
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    for i in range(0, len(texts), batch_size):
-        batch = texts[i:i + batch_size]
-        out[i:i + len(batch)] = embedder.embed_batch(batch)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        out[rows] = embedder.embed_batch([texts[r] for r in rows])
         if progress:
-            progress(len(batch))
+            progress(len(rows))
     return out
 
 
