@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -106,6 +105,183 @@ def shared_dir() -> Path:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+DEFAULT_SIZES = (100_000, 1_000_000)
+DENSE_TYPES = ("flat", "ivf-sq8", "hnsw-sq8")
+NPROBES = (8, 16, 32, 64, 128)  # IVF lists searched, swept
+EF_SEARCH = (32, 64, 128)  # HNSW candidate list, swept
+
+
+@dataclass(frozen=True)
+class Row:
+    size: int
+    system: str  # "flat", "ivf-sq8 nprobe=32", "bm25"...
+    build_s: float
+    peak_rss_mb: float  # of the process that built it (input vectors included)
+    bytes_per_chunk: float  # index on disk (memory-mapped when served)
+    p50_ms: float
+    p95_ms: float
+    recall_at_10: float | None  # against exact search; None for BM25
+
+    def line(self) -> str:
+        recall = "" if self.recall_at_10 is None else f"{self.recall_at_10:.3f}"
+        return (f"| {self.size:>9,} | {self.system:<22} | {self.build_s:>8.1f} | {self.peak_rss_mb:>8,.0f} | "
+                f"{self.bytes_per_chunk:>9,.0f} | {self.p50_ms:>7.2f} | {self.p95_ms:>7.2f} | {recall:>9} |")
+
+
+HEADER = ("| chunks    | system                 | build s  | peak RSS MB | bytes/chunk | p50 ms | p95 ms | recall@10 |\n"
+          "|----------:|:-----------------------|---------:|---------:|----------:|--------:|--------:|----------:|")
+
+
+def run(settings: Settings, sizes=DEFAULT_SIZES, types=DENSE_TYPES, queries: int = 200, bm25: bool = True,
+        work: Path | None = None, out=print, cache: Path = CACHE) -> list[Row]:
+    """Build and measure every index type at every size, each in its own process (clean peak RSS)."""
+    import multiprocessing as mp
+    import tempfile
+
+    source = real_vectors(settings, cache)
+    out(f"real vectors: {len(source.texts):,} chunks (SciFact + shared corpora), {len(source.query_texts)} "
+        f"SciFact queries; top-up copies: normalise(x + N(0, ({NOISE}/sqrt(dim))^2)).")
+    rows: list[Row] = []
+    work = Path(work or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")
+    out(HEADER)
+    for size in sizes:
+        vectors = topped_up(source.vectors, size)
+        np.save(work / "vectors.npy", vectors)
+        q = source.queries[:queries]
+        np.save(work / "queries.npy", q)
+        del vectors
+        for system in types:
+            for row in _in_child(ctx, _measure_dense, work, system, size):
+                rows.append(row)
+                out(row.line())
+        if bm25:
+            for row in _in_child(ctx, _measure_bm25, work, source.texts, source.query_texts[:queries], size):
+                rows.append(row)
+                out(row.line())
+    return rows
+
+
+def _in_child(ctx, target, *args) -> list[Row]:
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, target, *args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if isinstance(result, str):
+        raise RuntimeError(result)
+    return result
+
+
+def _child(queue, target, *args) -> None:
+    try:
+        queue.put(target(*args))
+    except Exception as exc:  # reported by the parent
+        import traceback
+
+        queue.put(f"{target.__name__} failed: {exc}\n{traceback.format_exc()}")
+
+
+def _timed_search(search, queries) -> tuple[list[np.ndarray], float, float]:
+    search(queries[0])  # warm-up
+    found, times = [], []
+    for q in queries:
+        t = time.perf_counter()
+        found.append(search(q))
+        times.append((time.perf_counter() - t) * 1000)
+    return found, float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def _recall(found: list[np.ndarray], exact: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(f[:k].tolist()) & set(e[:k].tolist())) / k for f, e in zip(found, exact)]))
+
+
+def _measure_dense(work: Path, system: str, size: int) -> list[Row]:
+    import faiss
+
+    from .index import build_dense, dense_spec
+
+    vectors = np.load(work / "vectors.npy", mmap_mode="r")
+    queries = np.load(work / "queries.npy")
+    if system == "flat":
+        spec = {"type": "flat"}
+    elif system == "ivf-sq8":
+        spec = {**dense_spec(max(size, 10**9)), "nlist": int(4 * size ** 0.5), "train": min(size, 64 * int(4 * size ** 0.5))}
+    else:
+        spec = {"type": system}
+    started = time.perf_counter()
+    if system == "hnsw-sq8":
+        dense = faiss.index_factory(vectors.shape[1], "HNSW32,SQ8", faiss.METRIC_INNER_PRODUCT)
+        dense.train(np.asarray(vectors[:min(size, 100_000)], np.float32))
+        for start in range(0, size, 100_000):
+            dense.add(np.asarray(vectors[start:start + 100_000], np.float32))
+    else:
+        dense = build_dense(np.asarray(vectors, np.float32) if system == "flat" else vectors, spec)
+    build_s = time.perf_counter() - started
+    path = work / f"{system}.faiss"
+    faiss.write_index(dense, str(path))
+    rss = peak_rss_mb()
+    del dense
+    per_chunk = path.stat().st_size / size
+    served = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    faiss.omp_set_num_threads(1)  # one query at a time, one thread, as the app searches
+    search = lambda v: served.search(v.reshape(1, -1), 10)[1][0]
+    if system == "flat":
+        exact, p50, p95 = _timed_search(search, queries)
+        np.save(work / "exact.npy", np.stack(exact))
+        return [Row(size, "flat (exact, float32)", build_s, rss, per_chunk, p50, p95, 1.0)]
+    exact = np.load(work / "exact.npy")
+    rows = []
+    if system == "ivf-sq8":
+        ivf = faiss.extract_index_ivf(served)
+        for nprobe in NPROBES:
+            ivf.nprobe = nprobe
+            found, p50, p95 = _timed_search(search, queries)
+            rows.append(Row(size, f"IVF{ivf.nlist},SQ8 nprobe={nprobe}", build_s, rss, per_chunk, p50, p95,
+                            _recall(found, exact)))
+    else:
+        for ef in EF_SEARCH:
+            served.hnsw.efSearch = ef
+            found, p50, p95 = _timed_search(search, queries)
+            rows.append(Row(size, f"HNSW32,SQ8 ef={ef}", build_s, rss, per_chunk, p50, p95, _recall(found, exact)))
+    return rows
+
+
+def _measure_bm25(work: Path, texts: list[str], query_texts: list[str], size: int) -> list[Row]:
+    import bm25s
+
+    from .lexical import LexicalIndex, tokenize
+
+    started = time.perf_counter()
+    tokens = [tokenize(t) or [""] for t in texts]  # real chunk texts, repeated to the size
+    corpus = [tokens[i % len(tokens)] for i in range(size)]
+    bm25 = bm25s.BM25(k1=0.9, b=0.4)
+    bm25.index(corpus, show_progress=False)
+    build_s = time.perf_counter() - started
+    del corpus
+    folder = work / "bm25"
+    LexicalIndex(bm25).save(folder)
+    rss = peak_rss_mb()
+    del bm25
+    per_chunk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / size
+    lexical = LexicalIndex.load(folder, mmap=True)
+    _, p50, p95 = _timed_search(lambda q: lexical.search(q, 50), query_texts)
+    return [Row(size, "BM25 (bm25s, mmap)", build_s, rss, per_chunk, p50, p95, None)]
+
+
+def main(args, settings: Settings) -> int:
+    sizes = tuple(args.sizes or DEFAULT_SIZES)
+    types = tuple(args.types.split(",")) if args.types else DENSE_TYPES
+    unknown = set(types) - set(DENSE_TYPES)
+    if unknown or any(n < 1000 for n in sizes):
+        raise ValueError(f"--types must be among {', '.join(DENSE_TYPES)} and --sizes >= 1000")
+    rows = run(settings, sizes, types, args.queries, bm25=not args.no_bm25, work=args.work)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    return 0
 
 
 if __name__ == "__main__":  # warm the vector cache: python -m rag.bench_scale
