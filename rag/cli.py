@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--index", type=Path)
+    serve.add_argument("--workers", type=int, help="server processes sharing the index (default 1)")
     serve.set_defaults(run=_serve)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
@@ -138,7 +139,7 @@ def _bench_scale(args, settings: Settings) -> int:
 def _serve(args, settings: Settings) -> int:
     from .server import serve
 
-    serve(Settings.from_env(index_dir=args.index, host=args.host, port=args.port))
+    serve(Settings.from_env(index_dir=args.index, host=args.host, port=args.port, workers=args.workers))
     return 0
 
 

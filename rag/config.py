@@ -50,6 +50,9 @@ class Settings:
     port: int = 7860
     allowed_origins: tuple[str, ...] = ()  # sites allowed to embed the widget
     rate_limit_per_minute: int = 30  # asks per client per minute
+    # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
+    # and maps the same index files, so the index is held once. One per core.
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -61,6 +64,13 @@ class Settings:
                 values[f.name] = _parse(f.name, raw, getattr(cls, f.name))
         settings = replace(cls(), **values)
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def export_environment(settings: Settings) -> None:
+    """Write settings as RAG_* variables, for worker processes that rebuild them with from_env()."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        os.environ[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def _parse(name: str, raw: str, default):

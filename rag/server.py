@@ -16,7 +16,9 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .api import add_error_handlers, api_router
-from .config import Settings, offline_environment
+from . import index as index_store
+from .config import Settings, export_environment, offline_environment
+from .errors import IndexNotFoundError
 from .feedback import open_store
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
@@ -94,13 +96,40 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def app_factory() -> FastAPI:
+    """The app of one worker process (`rag serve --workers N`), its settings from RAG_* variables."""
+    import os
+
+    from .embedding import set_threads
+
+    settings = Settings.from_env()
+    set_threads((os.cpu_count() or 1) // settings.workers)  # workers share the cores
+    return create_app(settings)
+
+
 def serve(settings: Settings) -> None:
-    """Run the site with uvicorn until interrupted."""
+    """Run the site with uvicorn until interrupted; with workers > 1, as that many processes.
+
+    Workers each load the model and memory-map the same index build, so the
+    index is held once in the page cache; each notices a new build by itself.
+    """
     import uvicorn
 
-    app = create_app(settings)
+    if settings.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {settings.workers}")
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
-    print(f"Strike Q&A is running at {url}  (API docs {url}/docs, widget {url}/widget.js)", flush=True)
     # No access log: it would record members' IP addresses next to what they opened.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    options = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    if settings.workers == 1:
+        app = create_app(settings)
+        print(f"Strike Q&A is running at {url}  (API docs {url}/docs, widget {url}/widget.js)", flush=True)
+        uvicorn.run(app, **options)
+        return
+    if index_store.current_version(settings.index_dir) is None:  # fail now, clearly, not in each worker
+        raise IndexNotFoundError(f"no index in {settings.index_dir}; build one with `rag ingest`")
+    export_environment(settings)  # the workers' settings: CLI flags included
+    print(f"Strike Q&A is running at {url} with {settings.workers} workers  (API docs {url}/docs, "
+          f"widget {url}/widget.js)", flush=True)
+    uvicorn.run("rag.server:app_factory", factory=True, workers=settings.workers, **options)
+
