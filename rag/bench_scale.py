@@ -109,7 +109,7 @@ def peak_rss_mb() -> float:
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 DENSE_TYPES = ("flat", "ivf-sq8", "hnsw-sq8")
-NPROBES = (8, 16, 32, 64, 128)  # IVF lists searched, swept
+NPROBES = (8, 16, 32, 48, 64)  # IVF lists searched, swept
 EF_SEARCH = (32, 64, 128)  # HNSW candidate list, swept
 
 
@@ -209,7 +209,7 @@ def _measure_dense(work: Path, system: str, size: int) -> list[Row]:
     if system == "flat":
         spec = {"type": "flat"}
     elif system == "ivf-sq8":
-        spec = {**dense_spec(max(size, 10**9)), "nlist": int(4 * size ** 0.5), "train": min(size, 64 * int(4 * size ** 0.5))}
+        spec = dense_spec(size, exact_max=0)
     else:
         spec = {"type": system}
     started = time.perf_counter()

@@ -44,10 +44,14 @@ POINTER = "CURRENT"
 # bench-scale` (README, "Scale"): an exact scan of 384-d float32 vectors costs
 # ~0.1 ms per 1,000 chunks per query, so at 200k it is ~20 ms, the dense budget.
 EXACT_MAX_CHUNKS = 200_000
-# IVF parameters: ~4 sqrt(n) lists (FAISS's guideline is 4-16 sqrt(n)), and
-# enough of them probed for recall@10 >= 0.95 against exact search at 1M.
-IVF_LISTS_PER_SQRT = 4
-IVF_PROBE_FRACTION = 0.02
+# IVF parameters: sqrt(n) lists (1,000 at 1M chunks; FAISS suggests 4-16
+# sqrt(n), but more lists cost k-means time at build for little search gain at
+# this size), and enough of them probed for recall@10 >= 0.95 against exact
+# search at 1M (`rag bench-scale` sweeps nprobe).
+IVF_LISTS_PER_SQRT = 1
+IVF_PROBE_FRACTION = 0.032
+IVF_TRAIN_PER_LIST = 50  # k-means sample: FAISS wants 39-256 points a list
+IVF_KMEANS_ITERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,14 @@ class Idf:
     unseen: float  # weight of a term no chunk uses
 
 
-def dense_spec(n: int) -> dict:
-    """The dense index for n chunks: exact below EXACT_MAX_CHUNKS, IVF-SQ8 above."""
-    if n <= EXACT_MAX_CHUNKS:
+def dense_spec(n: int, exact_max: int | None = None) -> dict:
+    """The dense index for n chunks: exact up to exact_max (EXACT_MAX_CHUNKS), IVF-SQ8 above."""
+    if n <= (EXACT_MAX_CHUNKS if exact_max is None else exact_max):
         return {"type": "flat", "metric": "inner_product"}
     nlist = max(1, min(int(IVF_LISTS_PER_SQRT * n ** 0.5), n // 39))  # k-means wants >= 39 points a list
     return {"type": "ivf-sq8", "metric": "inner_product", "nlist": nlist,
-            "nprobe": min(nlist, max(16, int(nlist * IVF_PROBE_FRACTION))), "train": min(n, 64 * nlist)}
+            "nprobe": min(nlist, max(16, int(nlist * IVF_PROBE_FRACTION))), "train": min(n, IVF_TRAIN_PER_LIST * nlist),
+            "kmeans_iterations": IVF_KMEANS_ITERATIONS}
 
 
 def build_dense(vectors: np.ndarray, spec: dict):
@@ -112,6 +117,7 @@ def build_dense(vectors: np.ndarray, spec: dict):
         dense = faiss.IndexFlatIP(dim)
     elif spec["type"] == "ivf-sq8":
         dense = faiss.index_factory(dim, f"IVF{spec['nlist']},SQ8", faiss.METRIC_INNER_PRODUCT)
+        faiss.extract_index_ivf(dense).cp.niter = spec.get("kmeans_iterations", 10)
         sample = np.random.default_rng(0).choice(len(vectors), spec["train"], replace=False)
         dense.train(vectors[np.sort(sample)])
     else:
