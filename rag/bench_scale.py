@@ -72,6 +72,38 @@ def real_vectors(settings: Settings, cache: Path = CACHE, progress: bool = True)
     return Source(texts, vectors, query_vectors, query_texts)
 
 
+def vectors_from_builds(builds: list[Path], settings: Settings, queries: int, cache: Path) -> Source:
+    """Real chunk vectors read from existing index build folders (any format), plus embedded SciFact queries.
+
+    For a machine too busy to embed all of SciFact: the chunks are whatever
+    those builds hold, and the queries are the first ``queries`` SciFact queries.
+    """
+    import faiss
+
+    from .benchmark import load_beir
+    from .embedding import load_embedder
+
+    texts, parts = [], []
+    for build in builds:
+        rows = [json.loads(line) for line in (Path(build) / "chunks.jsonl").open()]
+        dense = faiss.read_index(str(Path(build) / "dense.faiss"))
+        vectors = dense.reconstruct_n(0, dense.ntotal)
+        seen = set(texts)
+        keep = [i for i, r in enumerate(rows) if r["text"] not in seen]
+        texts += [rows[i]["text"] for i in keep]
+        parts.append(vectors[keep])
+    _, query_map, qrels = load_beir(shared_dir() / "datasets" / "scifact")
+    query_texts = [query_map[q] for q in qrels][:queries]
+    query_vectors = _embed(load_embedder(settings.model), query_texts, settings.batch_size, False)
+    source = Source(texts, np.concatenate(parts).astype(np.float32), query_vectors, query_texts)
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "texts.json").write_text(json.dumps(source.texts))
+    np.save(cache / "vectors.npy", source.vectors)
+    np.save(cache / "queries.npy", source.queries)
+    (cache / "queries.json").write_text(json.dumps(source.query_texts))
+    return source
+
+
 def _embed(embedder, texts, batch_size, progress) -> np.ndarray:
     from .embedding import embed_all
     from .ingest import _progress_bar
@@ -104,6 +136,14 @@ def shared_dir() -> Path:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    from the parent into a spawned child, VmHWM starts afresh at exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -141,7 +181,7 @@ def run(settings: Settings, sizes=DEFAULT_SIZES, types=DENSE_TYPES, queries: int
     import tempfile
 
     source = real_vectors(settings, cache)
-    out(f"real vectors: {len(source.texts):,} chunks (SciFact + shared corpora), {len(source.query_texts)} "
+    out(f"real vectors: {len(source.texts):,} chunks, {len(source.query_texts)} "
         f"SciFact queries; top-up copies: normalise(x + N(0, ({NOISE}/sqrt(dim))^2)).")
     rows: list[Row] = []
     work = Path(work or tempfile.mkdtemp(prefix="bench-scale-"))
@@ -278,7 +318,12 @@ def main(args, settings: Settings) -> int:
     unknown = set(types) - set(DENSE_TYPES)
     if unknown or any(n < 1000 for n in sizes):
         raise ValueError(f"--types must be among {', '.join(DENSE_TYPES)} and --sizes >= 1000")
-    rows = run(settings, sizes, types, args.queries, bm25=not args.no_bm25, work=args.work)
+    cache = CACHE
+    if args.from_builds:
+        cache = Path(args.work or "/tmp") / "bench-scale-source"
+        if not (cache / "queries.json").exists():
+            vectors_from_builds(args.from_builds, settings, args.queries, cache)
+    rows = run(settings, sizes, types, args.queries, bm25=not args.no_bm25, work=args.work, cache=cache)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
     return 0

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--queries", type=int, default=200, help="SciFact queries searched per index")
     scale.add_argument("--no-bm25", action="store_true", help="skip the BM25 measurements")
     scale.add_argument("--work", type=Path, help="folder for the built indexes (default: a temp folder)")
+    scale.add_argument("--from-builds", type=Path, nargs="+",
+                       help="take real chunk vectors from these index build folders instead of embedding "
+                            "SciFact and ../shared/corpora (much faster on a busy machine)")
     scale.add_argument("--json", action="store_true")
     scale.set_defaults(run=_bench_scale)
 
