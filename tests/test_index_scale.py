@@ -29,7 +29,8 @@ def test_above_the_threshold_the_index_is_ivf_and_still_answers(tmp_path, monkey
 
     ivf = faiss.extract_index_ivf(index.dense)  # parameters come from the manifest
     assert (ivf.nlist, ivf.nprobe) == (spec["nlist"], spec["nprobe"])
-    assert index_store.dense_spec(1_000_000)["nlist"] == 1000
+    big = index_store.dense_spec(1_000_000)
+    assert (big["nlist"], big["nprobe"]) == (1000, 20) and index_store.dense_spec(100_000)["nprobe"] == 64
     answer = Pipeline(settings, embedder=embedder).ask(
         "How many therapy appointments did Kaiser cancel during the 2022 strike?")
     assert "111,803" in answer.text
