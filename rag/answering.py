@@ -6,10 +6,7 @@ part is knowing when to say nothing; see ``Answerer.min_score``.
 """
 from __future__ import annotations
 
-import math
 import re
-import threading
-from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,7 +29,6 @@ _ANSWER_TYPES = [
     (re.compile(r"\bhow (many|much)\b|\bwhat (percent|number|amount)\b", re.I), re.compile(_NUMBER, re.I)),
     (re.compile(r"\bhow long\b|\bwhen\b|\bwhat (date|day|time|year)\b", re.I), re.compile(_NUMBER + "|" + _TIME, re.I)),
 ]
-_BULLET = re.compile(r"[-•*–]\s+")  # match() anchors at the sentence start
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,7 @@ class Candidate:
     end: int
     text: str
     rank: int  # retrieval rank of the chunk it came from
+    sentence: int = -1  # row in the index's sentence table (its vector)
 
 
 @dataclass(frozen=True)
@@ -69,9 +66,6 @@ class Answerer:
         self.semantic_weight = semantic_weight
         self.max_sentences = max_sentences
         self.keep_ratio = keep_ratio  # extra sentences must score this close to the best
-        self._vectors: dict[tuple[str, str, int, int], np.ndarray] = {}
-        self._idf: tuple[str, dict[str, float], float] | None = None
-        self._lock = threading.Lock()
 
     def rank(self, question: str, hits: list[Hit], index: Index, query_vector: np.ndarray,
              focus: str | None = None) -> list[Scored]:
@@ -118,30 +112,13 @@ class Answerer:
         return chosen
 
     def _sentence_vectors(self, candidates: list[Candidate], index: Index) -> np.ndarray:
-        keys = [(index.version, c.doc_id, c.start, c.end) for c in candidates]
-        missing = [i for i, k in enumerate(keys) if k not in self._vectors]
-        if missing:
-            fresh = self.embedder.embed_batch([candidates[i].text for i in missing])
-            with self._lock:
-                if len(self._vectors) > 50_000:  # bounded: a big corpus must not grow memory forever
-                    self._vectors.clear()
-                for i, vec in zip(missing, fresh):
-                    self._vectors[keys[i]] = vec
-        return np.stack([self._vectors[k] for k in keys])
+        """The candidates' vectors, embedded at ingest (index.sentence_vectors)."""
+        rows = np.fromiter((c.sentence for c in candidates), np.int64, len(candidates))
+        return np.asarray(index.sentence_vectors[rows], dtype=np.float32)
 
     def _idf_table(self, index: Index) -> tuple[dict[str, float], float]:
-        cached = self._idf
-        if cached and cached[0] == index.version:
-            return cached[1], cached[2]
-        df = Counter(t for c in index.chunks for t in content_terms(c.text))
-        n = max(len(index.chunks), 1)
-        idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-        # A word the corpus never uses weighs as much as its rarest word: it is
-        # often the very thing asked about ("CEO"), so a sentence lacking it
-        # should not look like a full answer. No more than that, or a typo would.
-        unseen = max(idf.values(), default=1.0)
-        self._idf = (index.version, idf, unseen)
-        return idf, unseen
+        """Term weights, computed at ingest (index.idf)."""
+        return index.idf.terms, index.idf.unseen
 
 
 def answer_type(question: str) -> re.Pattern | None:
@@ -177,21 +154,19 @@ def _citation(n: int, c: Candidate) -> Citation:
 
 
 def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
-    """Sentences of the hit chunks, each once even where chunks overlap."""
-    seen: set[tuple[str, int]] = set()
+    """Sentences of the hit chunks (split at ingest), each once even where chunks overlap."""
+    seen: set[int] = set()
     out = []
     for rank, hit in enumerate(hits):
         chunk = hit.chunk
         doc = index.documents[chunk.doc_id]
-        for start, end in split_sentences(doc.text, chunk.start, chunk.end):
-            bullet = _BULLET.match(doc.text, start, end)
-            start = bullet.end() if bullet else start  # quote the item, not its bullet mark
+        for row, start, end in index.sentences_of(index.row_of(chunk)):
             text = doc.text[start:end]
-            if (chunk.doc_id, start) in seen or not _informative(text, doc.title):
+            if row in seen or not _informative(text, doc.title):
                 continue
-            seen.add((chunk.doc_id, start))
+            seen.add(row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
-                                 start, end, text, rank))
+                                 start, end, text, rank, row))
     return out
 
 

@@ -1,4 +1,4 @@
-"""The `rag` command: ingest, ask, eval, bench-retrieval, serve, feedback."""
+"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback."""
 from __future__ import annotations
 
 import argparse
@@ -63,10 +63,23 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_bench)
 
+    scale = sub.add_parser("bench-scale", help="dense and BM25 index build, memory, latency, recall at 100k-1M chunks")
+    scale.add_argument("--sizes", type=int, nargs="+", help="chunk counts (default 100000 1000000)")
+    scale.add_argument("--types", help="dense index types, comma-separated (default flat,ivf-sq8,hnsw-sq8)")
+    scale.add_argument("--queries", type=int, default=200, help="SciFact queries searched per index")
+    scale.add_argument("--no-bm25", action="store_true", help="skip the BM25 measurements")
+    scale.add_argument("--work", type=Path, help="folder for the built indexes (default: a temp folder)")
+    scale.add_argument("--from-builds", type=Path, nargs="+",
+                       help="take real chunk vectors from these index build folders instead of embedding "
+                            "SciFact and ../shared/corpora (much faster on a busy machine)")
+    scale.add_argument("--json", action="store_true")
+    scale.set_defaults(run=_bench_scale)
+
     serve = sub.add_parser("serve", help="start the chat UI, API and widget")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--index", type=Path)
+    serve.add_argument("--workers", type=int, help="server processes sharing the index (default 1)")
     serve.set_defaults(run=_serve)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
@@ -122,10 +135,17 @@ def _bench(args, settings: Settings) -> int:
     return 0
 
 
+def _bench_scale(args, settings: Settings) -> int:
+    from .bench_scale import main as bench_scale
+
+    return bench_scale(args, settings)
+
+
 def _serve(args, settings: Settings) -> int:
     from .server import serve
 
-    serve(replace(settings, **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}))
+    serve(replace(settings, **{k: v for k, v in (("host", args.host), ("port", args.port),
+                                                 ("workers", args.workers)) if v is not None}))
     return 0
 
 

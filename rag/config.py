@@ -69,6 +69,9 @@ class Settings:
     # believed (e.g. "127.0.0.1" when nginx runs on this machine). Empty: no
     # proxy, every client is the socket's peer, and those headers are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
+    # and maps the same index files, so the index is held once. One per core.
+    workers: int = 1
 
     def __post_init__(self):
         home = self.home.expanduser().resolve()
@@ -90,6 +93,13 @@ class Settings:
                 values[f.name] = _parse(f.name, raw, getattr(cls, f.name))
         settings = cls(**values)  # not replace(cls(), ...): paths must join the new home
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def export_environment(settings: Settings) -> None:
+    """Write settings as RAG_* variables, for worker processes that rebuild them with from_env()."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        os.environ[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def _parse(name: str, raw: str, default):

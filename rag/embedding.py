@@ -53,16 +53,25 @@ class SentenceTransformerEmbedder:
         self.max_tokens = int(self.model.max_seq_length)
         self._tokenizer = self.model.tokenizer
         # Hugging Face fast tokenizers are not safe to call from two threads at
-        # once ("Already borrowed"); the web server answers concurrently.
+        # once ("Already borrowed"); the web server answers concurrently. Only
+        # tokenising holds the lock (~0.1 ms a question): the model's forward
+        # pass, which is nearly all the time, runs outside it.
         self._lock = threading.Lock()
+        # sentence-transformers 5 renamed tokenize() to preprocess().
+        self._preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """What ``model.encode(texts, normalize_embeddings=True)`` returns, one batch, lock held only to tokenise."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            vectors = self.model.encode(
-                list(texts), batch_size=max(len(texts), 1), normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+            features = self._preprocess(list(texts))
+        with torch.inference_mode():
+            out = self.model(features)["sentence_embedding"]
+            out = torch.nn.functional.normalize(out.float(), p=2, dim=1)
+        return out.numpy().reshape(len(texts), self.dim)
 
     def overflow(self, text: str) -> int:
         with self._lock:
@@ -72,15 +81,21 @@ class SentenceTransformerEmbedder:
 
 def embed_all(embedder: Embedder, texts: Sequence[str], batch_size: int = 32,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed many texts in batches, reporting how many finished after each."""
+    """Embed many texts in batches, reporting how many finished after each.
+
+    Batches are cut from the texts sorted by length, longest first (as
+    ``SentenceTransformer.encode`` sorts within one call): a batch is padded to
+    its longest text, so mixing lengths would embed mostly padding.
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    for i in range(0, len(texts), batch_size):
-        batch = texts[i:i + batch_size]
-        out[i:i + len(batch)] = embedder.embed_batch(batch)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        out[rows] = embedder.embed_batch([texts[r] for r in rows])
         if progress:
-            progress(len(batch))
+            progress(len(rows))
     return out
 
 
@@ -101,4 +116,11 @@ def load_embedder(model: str = "bundled") -> SentenceTransformerEmbedder:
 @lru_cache(maxsize=2)
 def _load(model: str) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(model)
+
+
+def set_threads(threads: int) -> None:
+    """Torch threads for this process: cores / workers, so workers don't fight over cores."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
 

@@ -13,6 +13,10 @@ class IndexCorruptError(RagError):
     pass
 
 
+class IndexFormatError(IndexCorruptError):
+    """An index written by an older version; `rag ingest` rebuilds it."""
+
+
 class UnreadableDocumentError(RagError):
     """A file that cannot be turned into text; ingest skips it and says why."""
 

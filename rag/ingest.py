@@ -17,7 +17,8 @@ from .chunking import chunk_document
 from .config import Settings
 from .embedding import Embedder, embed_all, load_embedder, tiktoken_counter
 from .errors import CorpusError, IndexCorruptError, IndexNotFoundError
-from .index import Index, Manifest
+from .index import Index, Manifest, SentenceTable
+from .sentences import document_sentences
 from .loaders import Skipped, walk_corpus
 from .types import Chunk, Document
 
@@ -32,6 +33,7 @@ class IngestReport:
     notes: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, warning)
     chunks: int = 0
     embedded: int = 0  # chunks actually sent to the model
+    sentences_embedded: int = 0  # answer sentences sent to the model
     seconds: float = 0.0
     version: str = ""
 
@@ -94,9 +96,9 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
             report.seconds = time.perf_counter() - started
             return report
         embedder = factory() if plan or not reusable else None
-        chunks, vectors = _assemble(documents, reusable, plan, embedder, settings, report, progress)
-        manifest = _manifest(embedder, reusable, chunking, documents, len(chunks), roots)
-        index = Index.build(manifest, {d.doc_id: d for d in documents}, chunks, vectors)
+        chunks, vectors, sentences = _assemble(documents, reusable, plan, embedder, settings, report, progress)
+        manifest = _manifest(embedder, reusable, chunking, documents, len(chunks), len(sentences.spans), roots)
+        index = Index.build(manifest, {d.doc_id: d for d in documents}, chunks, vectors, sentences)
         report.version = index_store.save(index, settings.index_dir)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - started
@@ -127,34 +129,60 @@ def _plan(documents, reusable, report, previous) -> set[str]:
 
 
 def _assemble(documents, reusable, plan, embedder, settings, report, progress):
+    """Chunks, their vectors and their sentence table: reused rows for unchanged
+    documents, and one embedding pass over the new chunks and new sentences."""
     count = tiktoken_counter(settings.encoding)
+    dim = embedder.dim if embedder else reusable.manifest.dim
     chunks: list[Chunk] = []
-    vectors: list[np.ndarray] = []
-    fresh: list[Chunk] = []
+    vector_parts: list[np.ndarray] = []
+    fresh_chunks: list[int] = []  # rows of chunks to embed
+    spans: list[tuple[int, int]] = []
+    sentence_parts: list[np.ndarray] = []  # vectors of sentence rows, in order (fresh ones zero)
+    fresh_sentences: list[tuple[int, str]] = []  # (sentence row, text) to embed
+    offsets, ids = [0], []
     for doc in documents:
         if doc.doc_id in plan:
             new = chunk_document(doc, count, settings.chunk_tokens, settings.chunk_overlap_tokens,
                                  hard_limit=embedder.overflow)
-            fresh.extend(new)
+            fresh_chunks.extend(range(len(chunks), len(chunks) + len(new)))
             chunks.extend(new)
-            vectors.append(np.zeros((len(new), embedder.dim), np.float32))
+            vector_parts.append(np.zeros((len(new), dim), np.float16))
+            doc_spans, per_chunk = document_sentences(doc, new)
+            base = len(spans)
+            fresh_sentences.extend((base + k, doc.text[a:b]) for k, (a, b) in enumerate(doc_spans))
+            spans.extend(doc_spans)
+            sentence_parts.append(np.zeros((len(doc_spans), dim), np.float16))
         else:
             rows = reusable.chunks_of(doc.doc_id)
             chunks.extend(reusable.chunks[i] for i in rows)
-            vectors.append(reusable.dense.reconstruct_batch(np.array(rows, dtype=np.int64)) if rows else
-                           np.zeros((0, reusable.manifest.dim), np.float32))
-    dim = embedder.dim if embedder else reusable.manifest.dim
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
-    if fresh:
-        with _progress_bar(len(fresh), progress) as tick:
-            embedded = embed_all(embedder, [c.text for c in fresh], settings.batch_size, tick)
-        rows = {c.chunk_id: i for i, c in enumerate(chunks)}
-        matrix[[rows[c.chunk_id] for c in fresh]] = embedded
-        report.embedded = len(fresh)
-    return chunks, matrix
+            vector_parts.append(np.asarray(reusable.chunk_vectors[rows], np.float16))
+            old = reusable.sentences
+            per_chunk_old = [old.ids[old.offsets[r]:old.offsets[r + 1]] for r in rows]
+            kept = np.unique(np.concatenate(per_chunk_old)) if per_chunk_old else np.zeros(0, np.int64)
+            remap = {int(j): k for k, j in enumerate(kept)}
+            per_chunk = [[remap[int(j)] for j in chunk_ids] for chunk_ids in per_chunk_old]
+            spans.extend(map(tuple, np.asarray(old.spans[kept]).tolist()))
+            sentence_parts.append(np.asarray(old.vectors[kept], np.float16))
+            base = len(spans) - len(kept)
+        for chunk_ids in per_chunk:
+            ids.extend(base + k for k in chunk_ids)
+            offsets.append(len(ids))
+    matrix = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dim), np.float16)
+    sentence_vectors = np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float16)
+    texts = [chunks[r].text for r in fresh_chunks] + [t for _, t in fresh_sentences]
+    if texts:
+        with _progress_bar(len(fresh_chunks), len(fresh_sentences), progress) as tick:
+            embedded = embed_all(embedder, texts, settings.batch_size, tick)
+        matrix[fresh_chunks] = embedded[:len(fresh_chunks)]
+        sentence_vectors[[r for r, _ in fresh_sentences]] = embedded[len(fresh_chunks):]
+        report.embedded = len(fresh_chunks)
+        report.sentences_embedded = len(fresh_sentences)
+    table = SentenceTable(np.array(spans, np.int64).reshape(-1, 2), sentence_vectors,
+                          np.array(offsets, np.int64), np.array(ids, np.int64))
+    return chunks, matrix, table
 
 
-def _manifest(embedder, reusable, chunking, documents, n_chunks, roots) -> Manifest:
+def _manifest(embedder, reusable, chunking, documents, n_chunks, n_sentences, roots) -> Manifest:
     return Manifest(
         format=index_store.FORMAT,
         embedder=embedder.name if embedder else reusable.manifest.embedder,
@@ -166,6 +194,8 @@ def _manifest(embedder, reusable, chunking, documents, n_chunks, roots) -> Manif
         chunks=n_chunks,
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         corpus_roots=list(roots),
+        dense=index_store.dense_spec(n_chunks),
+        sentences=n_sentences,
     )
 
 
@@ -191,9 +221,12 @@ def _ingest_lock(index_dir: Path):
 
 
 @contextmanager
-def _progress_bar(total: int, enabled: bool | None):
+def _progress_bar(chunks: int, sentences: int = 0, enabled: bool | None = None):
+    """A bar over every text to embed, with its rate and time left (tqdm's ETA)."""
     from tqdm import tqdm
 
     enabled = sys.stderr.isatty() if enabled is None else enabled
-    with tqdm(total=total, unit="chunk", desc="embedding", disable=not enabled, file=sys.stderr) as bar:
+    desc = f"embedding {chunks} chunks" + (f" + {sentences} sentences" if sentences else "")
+    with tqdm(total=chunks + sentences, unit="text", unit_scale=True, desc=desc, disable=not enabled,
+              file=sys.stderr, smoothing=0.1) as bar:
         yield bar.update

@@ -78,10 +78,11 @@ class LexicalIndex:
         self._bm25.save(str(folder), show_progress=False)
 
     @classmethod
-    def load(cls, folder: Path) -> "LexicalIndex":
+    def load(cls, folder: Path, mmap: bool = False) -> "LexicalIndex":
+        """mmap: map the score matrix from disk, shared by every process that loads it."""
         import bm25s
 
-        return cls(bm25s.BM25.load(str(folder), show_progress=False, verbosity=0))
+        return cls(bm25s.BM25.load(str(folder), show_progress=False, verbosity=0, mmap=mmap))
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(row, score) pairs, best first; rows with no query term are left out."""

@@ -19,7 +19,9 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .api import add_error_handlers, api_router
-from .config import Settings, gradio_cache_dir, offline_environment
+from . import index as index_store
+from .config import Settings, export_environment, gradio_cache_dir, offline_environment
+from .errors import IndexNotFoundError
 from .feedback import open_store
 from .middleware import BodyLimit, ClosedPaths, SecurityHeaders
 from .pipeline import Pipeline
@@ -86,23 +88,49 @@ def _empty(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def app_factory() -> FastAPI:
+    """The app of one worker process (`rag serve --workers N`), its settings from RAG_* variables."""
+    import os
+
+    from .embedding import set_threads
+
+    settings = Settings.from_env()
+    set_threads((os.cpu_count() or 1) // settings.workers)  # workers share the cores
+    return create_app(settings)
+
+
 def serve(settings: Settings) -> None:
-    """Run the site with uvicorn until interrupted."""
+    """Run the site with uvicorn until interrupted; with workers > 1, as that many processes.
+
+    Workers each load the model and memory-map the same index build, so the
+    index is held once in the page cache; each notices a new build by itself.
+    """
     import uvicorn
 
-    app = create_app(settings)
+    if settings.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {settings.workers}")
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
-    print(f"Strike Q&A is running at {url}  (API schema {url}/openapi.json, widget {url}/widget.js)",
-          flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+    # No access log: it would record members' IP addresses next to what they opened.
+    if settings.workers == 1:
+        app = create_app(settings)
+        print(f"Strike Q&A is running at {url}  (API schema {url}/openapi.json, widget {url}/widget.js)",
+              flush=True)
+        uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+        return
+    if index_store.current_version(settings.index_dir) is None:  # fail now, clearly, not in each worker
+        raise IndexNotFoundError(f"no index in {settings.index_dir}; build one with `rag ingest`")
+    export_environment(settings)  # the workers' settings: CLI flags included
+    print(f"Strike Q&A is running at {url} with {settings.workers} workers  (API schema "
+          f"{url}/openapi.json, widget {url}/widget.js)", flush=True)
+    uvicorn.run("rag.server:app_factory", factory=True, workers=settings.workers, host=settings.host,
+                port=settings.port, **uvicorn_options(settings))
 
 
 def uvicorn_options(settings: Settings) -> dict:
     """How uvicorn runs the app, apart from where it listens."""
     return {
         "log_level": "warning",
-        # No access log: it would record members' IP addresses next to what they opened.
         "access_log": False,
         # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so anyone
         # on this machine (or a proxy passing the header through) could pick

@@ -1,6 +1,7 @@
 """Drive POST /api/ask with many concurrent clients; print requests/s, latency percentiles, errors.
 
     python scripts/load_test.py                      # starts the app itself, 50 clients x 60 s
+    python scripts/load_test.py --workers 1 2        # the same load on 1 and on 2 worker processes
     python scripts/load_test.py --url http://127.0.0.1:7860 --clients 20 --seconds 5
 
 Loopback only, bounded in clients and time. Every reply is checked against the
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import ipaddress
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -91,16 +93,21 @@ def _check_loopback(url: str) -> None:
         raise SystemExit(f"refusing to load-test {host!r}: loopback addresses only")
 
 
-def _start_app(data_dir: str) -> tuple[subprocess.Popen, str]:
+def _start_app(data_dir: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # One client address sends everything here, so lift the per-client limit for the run.
-    # Its own data folder, so load questions don't fill the union's feedback database.
-    env = {**os.environ, "RAG_RATE_LIMIT_PER_MINUTE": "100000000", "RAG_DATA_DIR": data_dir}
-    subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], cwd=ROOT, env=env, check=True)
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL)
+    # Its own data and index folders, so load questions don't fill the union's
+    # feedback database and the repo's index is left alone.
+    env = {**os.environ, "RAG_RATE_LIMIT_PER_MINUTE": "100000000", "RAG_DATA_DIR": data_dir,
+           "RAG_INDEX_DIR": str(Path(data_dir) / "index")}
+    if not (Path(data_dir) / "index" / "CURRENT").exists():
+        subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port),
+                             "--workers", str(workers)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -111,7 +118,7 @@ def _start_app(data_dir: str) -> tuple[subprocess.Popen, str]:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     raise SystemExit("the app did not start")
 
 
@@ -120,21 +127,32 @@ def main() -> None:
     parser.add_argument("--url", help="a running app (default: start one on a free loopback port)")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="worker processes to start the app with, one run each (default 1)")
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="strike-qa-load-")
-    proc, url = (None, args.url) if args.url else _start_app(data_dir)
-    try:
-        result = asyncio.run(run_load(url.rstrip("/"), args.clients, args.seconds))
-    finally:
-        if proc:
-            proc.terminate()
-            proc.wait(timeout=30)
-    print(f"{result['clients']} clients for {result['seconds']} s: {result['requests']} requests, "
-          f"{result['rps']} req/s; latency p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
-          f"p99 {result['p99_ms']} ms; errors {result['errors']}")
-    for e in result["first_errors"]:
-        print("  error:", e)
-    sys.exit(1 if result["errors"] else 0)
+    results = []
+    for workers in ([None] if args.url else args.workers):
+        proc, url = (None, args.url) if args.url else _start_app(data_dir, workers)
+        try:
+            asyncio.run(run_load(url.rstrip("/"), min(args.clients, 5), min(args.seconds, 3)))  # warm-up
+            result = asyncio.run(run_load(url.rstrip("/"), args.clients, args.seconds))
+        finally:
+            if proc:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+        results.append((workers, result))
+        print(f"{'' if workers is None else f'{workers} worker(s): '}{result['clients']} clients for "
+              f"{result['seconds']} s: {result['requests']} requests, {result['rps']} req/s; latency p50 "
+              f"{result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms; "
+              f"errors {result['errors']}", flush=True)
+        for e in result["first_errors"]:
+            print("  error:", e)
+    if len(results) > 1:
+        print("\n| workers | clients | req/s | p50 ms | p95 ms | errors |\n|--:|--:|--:|--:|--:|--:|")
+        for workers, r in results:
+            print(f"| {workers} | {r['clients']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['errors']} |")
+    sys.exit(1 if any(r["errors"] for _, r in results) else 0)
 
 
 if __name__ == "__main__":

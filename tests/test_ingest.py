@@ -70,7 +70,62 @@ def test_reingest_is_incremental(tmp_path, corpus):
     loaded = index_store.load(settings.index_dir)
     assert set(loaded.documents) == {"kaiser-clinicians-strike-2022.txt", "new.md"}
     assert all(c.doc_id in loaded.documents for c in loaded.chunks)
-    assert model.embedded == third.embedded == loaded.manifest.chunks
+    assert third.embedded == loaded.manifest.chunks and third.sentences_embedded == loaded.manifest.sentences
+    assert model.embedded == third.embedded + third.sentences_embedded  # chunks and sentences, nothing else
+
+
+def test_sentences_are_stored_at_ingest_and_reused(tmp_path, corpus):
+    """The answerer's sentences, their vectors and the idf table come from the index, built once."""
+    import numpy as np
+
+    from rag.answering import Answerer
+    from rag.sentences import chunk_sentence_spans
+    from rag.types import Hit
+
+    settings, model = settings_for(tmp_path), CountingEmbedder()
+    ingest([corpus], settings, lambda: model)
+    before = index_store.load(settings.index_dir)
+    doc_id = "another-kaiser-strike-vote.txt"
+    doc = before.documents[doc_id]
+    for row in before.chunks_of(doc_id):  # each chunk's stored sentences are exactly its sentences
+        chunk = before.chunks[row]
+        assert [(a, b) for _, a, b in before.sentences_of(row)] == chunk_sentence_spans(doc.text, chunk.start, chunk.end)
+    rows = [j for r in before.chunks_of(doc_id) for j, _, _ in before.sentences_of(r)]
+    texts = [doc.text[a:b] for r in before.chunks_of(doc_id) for _, a, b in before.sentences_of(r)]
+    stored = np.asarray(before.sentence_vectors[rows], np.float32)
+    assert np.allclose(stored, model.inner.embed_batch(texts), atol=2e-3)  # float16 copies of the model's vectors
+    assert before.idf.terms and before.idf.unseen == max(before.idf.terms.values())
+
+    model.embedded = 0  # answering embeds the question only, never a sentence
+    answerer = Answerer(model)
+    hits = [Hit(before.chunks[r], 1.0) for r in before.chunks_of(doc_id)]
+    ranked = answerer.rank("When is the strike vote?", hits, before, model.inner.embed_batch(["strike vote"])[0])
+    assert ranked and model.embedded == 0
+
+    (corpus / "kaiser-clinicians-strike-2022.txt").write_text("Kaiser settled. The strike is over for now.")
+    model.embedded = 0
+    third = ingest([corpus], settings, lambda: model)
+    after = index_store.load(settings.index_dir)
+    assert third.sentences_embedded == 2 and model.embedded == third.embedded + 2  # the changed doc only
+    rows_after = [j for r in after.chunks_of(doc_id) for j, _, _ in after.sentences_of(r)]
+    texts_after = [doc.text[a:b] for r in after.chunks_of(doc_id) for _, a, b in after.sentences_of(r)]
+    assert texts_after == texts and np.array_equal(after.sentence_vectors[rows_after], before.sentence_vectors[rows])
+
+
+def test_an_older_index_format_says_to_reingest(tmp_path, corpus):
+    import json
+
+    from rag.errors import IndexFormatError
+
+    settings = settings_for(tmp_path)
+    ingest([corpus], settings)
+    folder = settings.index_dir / index_store.current_version(settings.index_dir)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "format": "strike-qa-index v1"}))
+    with pytest.raises(IndexFormatError, match="older strike-qa.*rag ingest"):
+        index_store.load(settings.index_dir)
+    report = ingest([corpus], settings)  # re-ingest rebuilds it in the current format
+    assert report.embedded == report.chunks and index_store.load(settings.index_dir).manifest.format == index_store.FORMAT
 
 
 def test_manifest_records_what_was_built(tmp_path, corpus):

@@ -1,0 +1,76 @@
+"""`rag serve --workers 2`: two processes map one index, and both pick up a new build."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.config import Settings
+from rag.ingest import ingest
+
+ROOT = Path(__file__).resolve().parent.parent
+NEW_FACT = "Pickets run from 7 to 11 every weekday at the Oakland clinic."
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ask(url: str, question: str) -> dict:
+    r = httpx.post(f"{url}/api/ask", json={"question": question}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_two_workers_share_the_index_and_hot_reload(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "corpus", corpus)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", data_dir=tmp_path / "data")
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    port = _free_port()
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_RATE_LIMIT_PER_MINUTE": "100000",
+           "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--workers", "2", "--port", str(port),
+                             "--index", str(settings.index_dir)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300  # two model loads on a possibly busy machine
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+            time.sleep(0.5)
+        answer = _ask(url, "How many therapy appointments did Kaiser cancel during the 2022 strike?")
+        assert "111,803" in answer["answer"]
+
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+        python_workers = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(python_workers) == 2
+        for _ in range(60):  # each worker loads the index on its first request; ask until both have
+            maps = [Path(f"/proc/{p}/maps").read_text() for p in python_workers]
+            if all("sentence_vectors.npy" in m for m in maps):
+                break
+            _ask(url, "Has a strike date been set?")
+        assert all("sentence_vectors.npy" in m and "dense.faiss" in m for m in maps)  # memory-mapped, shared
+
+        (corpus / "pickets.md").write_text(f"# Picket schedule\n{NEW_FACT}\n")
+        ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+        time.sleep(1.5)  # each worker checks CURRENT at most once a second
+        answers = [_ask(url, "When do pickets run at the Oakland clinic?")["answer"] for _ in range(12)]
+        assert all("7 to 11" in a for a in answers), answers
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
