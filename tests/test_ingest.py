@@ -161,7 +161,8 @@ def test_changed_chunk_settings_re_embed_everything(tmp_path, corpus):
     smaller = replace(settings, chunk_tokens=80, chunk_overlap_tokens=20)
     model.embedded = 0
     second = ingest([corpus], smaller, lambda: model)
-    assert second.chunks > first.chunks and model.embedded == second.embedded == second.chunks
+    assert second.chunks > first.chunks and second.embedded == second.chunks
+    assert model.embedded == second.embedded + second.sentences_embedded  # every chunk and sentence afresh
     assert index_store.load(settings.index_dir).manifest.chunking["chunk_tokens"] == 80
 
 
@@ -175,7 +176,7 @@ def test_an_index_in_an_older_format_is_refused_then_rebuilt(tmp_path, corpus):
         index_store.load(settings.index_dir)
     model = CountingEmbedder()
     report = ingest([corpus], settings, lambda: model)
-    assert model.embedded == report.chunks > 0  # nothing reused from the old format
+    assert model.embedded == report.chunks + report.sentences_embedded and report.embedded == report.chunks > 0
     # A build of this format written before the manifest recorded corpus roots still loads.
     build = settings.index_dir / index_store.current_version(settings.index_dir)
     manifest = json.loads((build / "manifest.json").read_text())
