@@ -36,7 +36,7 @@ class RatingRequest(BaseModel):
     liked: StrictBool
     question: StrictStr = Field(max_length=MAX_TURN_CHARS)
     answer: StrictStr = Field(max_length=MAX_TURN_CHARS)
-    kind: Literal["answer", "not_found", "crisis", "medical", "invalid"] = "answer"
+    kind: Literal["answer", "not_found", "crisis", "medical", "concern", "invalid"] = "answer"
     citations: list[dict] = Field(default_factory=list, max_length=20)
 
 
@@ -75,8 +75,14 @@ def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -
     @router.post("/api/feedback", summary="Record a like or dislike of an answer")
     def feedback(body: RatingRequest, request: Request):
         limiter.check("feedback:" + client_key(request))
-        store.record_rating(body.liked, body.question, body.answer, body.citations, kind=body.kind)
+        # The server checks the text itself: a client's "kind" is not trusted to keep crisis text out.
+        kind = pipeline.private_kind(body.question, body.answer) or body.kind
+        store.record_rating(body.liked, body.question, body.answer, body.citations, kind=kind)
         return {"ok": True}
+
+    @router.get("/api/contact", summary="The person to ask when the documents don't say, or null")
+    def contact():
+        return {"contact": pipeline.contact.to_json() if pipeline.contact else None}
 
     @router.get("/healthz", summary="Index status")
     def healthz():

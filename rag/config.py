@@ -50,6 +50,32 @@ class Settings:
     port: int = 7860
     allowed_origins: tuple[str, ...] = ()  # sites allowed to embed the widget
     rate_limit_per_minute: int = 30  # asks per client per minute
+    # The crisis detector's head (scripts/train_crisis.py writes it; see its model card).
+    crisis_model: Path = ROOT / "models" / "crisis" / "head.npz"
+    # A person to ask when the documents don't say, e.g. the member resource center or a
+    # steward: a name plus at least one of url, phone, e-mail. Off while the name is empty.
+    contact_name: str = ""
+    contact_url: str = ""
+    contact_phone: str = ""
+    contact_email: str = ""
+
+    def contact(self) -> "Contact | None":
+        """The configured contact, checked: it is shown as a link on every page."""
+        from .types import Contact
+
+        if not self.contact_name.strip():
+            return None
+        url, phone, email = self.contact_url.strip(), self.contact_phone.strip(), self.contact_email.strip()
+        if not (url or phone or email):
+            raise ValueError("RAG_CONTACT_NAME needs a way to reach them: set RAG_CONTACT_URL, "
+                             "RAG_CONTACT_PHONE or RAG_CONTACT_EMAIL")
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise ValueError(f"RAG_CONTACT_URL must start with https:// or http://, got {url!r}")
+        if email and ("@" not in email or any(c in email for c in " <>\"'")):
+            raise ValueError(f"RAG_CONTACT_EMAIL must be an e-mail address, got {email!r}")
+        if phone and not all(c.isdigit() or c in " +-().x" for c in phone):
+            raise ValueError(f"RAG_CONTACT_PHONE may hold digits, spaces and + - ( ) . only, got {phone!r}")
+        return Contact(self.contact_name.strip(), url, phone, email)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

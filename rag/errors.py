@@ -39,3 +39,7 @@ class RateLimitedError(RagError):
     def __init__(self, wait_s: float):
         super().__init__("You're asking questions too quickly. Please wait a minute and try again.")
         self.wait_s = wait_s
+
+
+class CrisisModelError(RagError):
+    """The crisis detector's weights are missing, unreadable or do not fit the embedder."""

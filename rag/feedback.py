@@ -21,7 +21,7 @@ from .config import Settings
 from .types import Answer
 
 SCHEMA_VERSION = 1
-SENSITIVE_KINDS = frozenset({"crisis", "medical"})  # never keep what was said
+SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern"})  # never keep what was said
 _NOT_KEPT = "(not stored: {kind} message)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -87,7 +87,7 @@ class FeedbackStore:
     def record_rating(self, liked: bool, question: str, answer: str, citations: list[dict],
                       kind: str = "answer") -> None:
         if kind in SENSITIVE_KINDS:
-            question = _NOT_KEPT.format(kind=kind)
+            question = answer = _NOT_KEPT.format(kind=kind)
         row = (_now(), "like" if liked else "dislike", kind, question, answer,
                json.dumps(citations, ensure_ascii=False))
         with self._connect() as conn, conn:
@@ -100,7 +100,7 @@ class FeedbackStore:
 
     def record_answer(self, answer: Answer) -> None:
         """Keep a question the documents could not answer; everything else is not ours to keep."""
-        if answer.kind == "not_found":
+        if answer.kind == "not_found" and not answer.notice:  # a distressed message is not ours to keep
             self.record_unanswered(answer.question)
 
     def ratings(self, rating: str | None = None, limit: int = 20) -> list[Rating]:
