@@ -88,10 +88,13 @@ def load_sets(args) -> list[tuple[str, str, list[str]]]:
         n = None if args.full else args.sample_cssrs
         for level in CSSRS_LEVELS:
             sets.append(("C-SSRS", level, _sample([_cssrs_text(r["Post"]) for r in rows if r["Label"] == level], n)))
-    for path in sorted((ROOT / "eval").glob("*.jsonl")):
+    for path in [*sorted((ROOT / "eval").glob("*.jsonl")), *(args.questions or [])]:
         qs = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        sets.append(("Documents", f"{path.name} held-out half", [q for q in qs if held_out(q)]))
-        sets.append(("Documents", f"{path.name} all (half trained on)", qs))
+        if path.parent == ROOT / "eval":  # train_crisis.py trains on the other half
+            sets.append(("Documents", f"{path.name} held-out half", [q for q in qs if held_out(q)]))
+            sets.append(("Documents", f"{path.name} all (half trained on)", qs))
+        else:
+            sets.append(("Documents", f"{path.name} (not trained on)", qs))
     if SQUAD.exists():
         data = json.loads(SQUAD.read_text(encoding="utf-8"))
         qs = [q["question"].strip() for a in data["data"] for p in a["paragraphs"] for q in p["qas"]]
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-cssrs", type=int, default=12, help="users per C-SSRS level (stable sample)")
     parser.add_argument("--full", action="store_true", help="every message of every set")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/crisis-bench-vectors.npz"))
+    parser.add_argument("--questions", type=Path, action="append", help="more eval files of document questions")
+    parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Documents)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     embedder, cache = load_embedder(), VectorCache(args.cache)
     results = []
     for group, name, texts in load_sets(args):
+        if args.only and group not in args.only:
+            continue
         started = time.perf_counter()
         rules = [(v.kind if (v := check(t)) else None) for t in texts]
         split = [pieces(t, SCAN_CHARS) for t in texts]
