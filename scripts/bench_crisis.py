@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             row[f"rules+{head.meta['kind']}" + (f"#{i}" if i else "")] = _rates(kinds)
         row["seconds"] = round(time.perf_counter() - started, 1)
         results.append(row)
-        print(f"  {group} / {name}: {len(texts)} messages, {row['seconds']} s", file=sys.stderr, flush=True)
+        rates = " ".join(f"{k} {v['crisis']:.3f}/{v['flagged']:.3f}" for k, v in row.items() if isinstance(v, dict))
+        print(f"  {group} / {name}: {len(texts)} messages, {row['seconds']} s; {rates}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
