@@ -46,7 +46,8 @@ CONCERN_NOTICE_ES = ("Si te sientes abrumado, no tienes que esperar una cita: **
 CRISIS_MESSAGES = {"en": CRISIS_MESSAGE, "es": CRISIS_MESSAGE_ES}
 CONCERN_NOTICES = {"en": CONCERN_NOTICE, "es": CONCERN_NOTICE_ES}
 SENSITIVE = frozenset({"crisis", "medical", "concern"})  # kinds whose text is never stored
-SCAN_CHARS = 6000  # how much of a message the screen reads; bounds its work on a huge paste
+SCAN_CHARS = 6000  # how much of a message the detector reads; bounds its work on a huge paste
+RULE_SCAN_CHARS = 100_000  # the rules are cheap (linear regexes): they read much further
 
 MEDICAL_MESSAGE = (
     "I can't give medical or mental health advice. I'm a bot that only answers questions "
@@ -243,9 +244,9 @@ def check(message: str) -> SafetyVerdict | None:
     """The rules alone: a fixed crisis or medical response for `message`, or None.
 
     Crisis is checked first: "should I overdose on my meds" must reach a crisis line, not a
-    pharmacist. Reads at most SCAN_CHARS characters.
+    pharmacist. Reads at most RULE_SCAN_CHARS characters.
     """
-    message = message[:SCAN_CHARS]
+    message = message[:RULE_SCAN_CHARS]
     text = normalize(message)
     lang = language(message)
     if any(p.search(text) for p in _CRISIS) or any(p.search(_fold_accents(text)) for p in _CRISIS_ES):
@@ -267,8 +268,11 @@ def combine(rule_kind: str | None, model_kind: str) -> str:
 
 
 def screen(message: str, detector: CrisisDetector | None = None) -> SafetyVerdict | None:
-    """Rules and detector together: a crisis, medical or concern verdict, or None to answer normally."""
-    message = message[:SCAN_CHARS]
+    """Rules and detector together: a crisis, medical or concern verdict, or None to answer normally.
+
+    The detector reads the first SCAN_CHARS characters; the rules, RULE_SCAN_CHARS.
+    """
+    message = message[:RULE_SCAN_CHARS]
     rule = check(message)
     if rule and rule.kind == "crisis":  # the floor: no need to run the model
         return rule
