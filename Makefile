@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test setup index browser eval bench load clean
+.PHONY: run test setup index browser eval bench load clean crisis-model bench-crisis
 
 run: $(STAMP) index
 	$(PY) app.py
@@ -47,6 +47,13 @@ eval: $(STAMP) index
 
 bench: $(STAMP)
 	$(VENV)/bin/rag bench-retrieval ../shared/datasets/scifact
+
+# The crisis detector's head (models/crisis/head.npz) from training/crisis/: seeded, a few minutes.
+crisis-model: $(STAMP)
+	$(PY) scripts/train_crisis.py
+
+bench-crisis: $(STAMP)
+	$(PY) scripts/bench_crisis.py
 
 clean:
 	rm -rf $(VENV) .cache index/build-* index/CURRENT

@@ -66,7 +66,7 @@ class RatingRequest(BaseModel):
     answer_id: StrictStr = Field(max_length=100)  # from the /api/ask reply: one vote per answer
     question: Text = Field(max_length=fb.MAX_QUESTION_CHARS)
     answer: Text = Field(max_length=fb.MAX_ANSWER_CHARS)
-    kind: Literal["answer", "not_found", "crisis", "medical", "invalid"] = "answer"
+    kind: Literal["answer", "not_found", "crisis", "medical", "concern", "invalid"] = "answer"
     citations: list[CitationIn] = Field(default_factory=list, max_length=fb.MAX_CITATIONS)
 
 
@@ -105,9 +105,15 @@ def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -
     @router.post("/api/feedback", summary="Record a like or dislike of an answer (one vote per answer_id)")
     def feedback(body: RatingRequest, request: Request):
         limiter.check("feedback:" + client_key(request))
+        # The server checks the text itself: a client's "kind" is not trusted to keep crisis text out.
+        kind = pipeline.private_kind(body.question, body.answer) or body.kind
         store.record_rating(body.liked, body.question, body.answer, [c.model_dump() for c in body.citations],
-                            kind=body.kind, answer_id=body.answer_id)
+                            kind=kind, answer_id=body.answer_id)
         return {"ok": True}
+
+    @router.get("/api/contact", summary="The person to ask when the documents don't say, or null")
+    def contact():
+        return {"contact": pipeline.contact.to_json() if pipeline.contact else None}
 
     @router.get("/healthz", summary="Index status")
     def healthz():

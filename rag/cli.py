@@ -112,6 +112,11 @@ def _ask(args, settings: Settings) -> int:
         print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         return 0
     print(answer.text)
+    if answer.contact:
+        c = answer.contact
+        print(f"You can ask {c.name}: " + " · ".join(w for w in (c.url, c.phone, c.email) if w))
+    if answer.notice:
+        print(f"\n{answer.notice.replace('**', '')}")
     shown = answer.citations or answer.related
     if answer.related and not answer.citations:
         print("\nClosest passages:")

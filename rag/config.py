@@ -13,6 +13,10 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+# The checkout this package runs from: the trained models ship in its models/ folder
+# (and the benchmarks keep their caches beside it). Not where user data goes: see Settings.home.
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def offline_environment() -> None:
     """Keep every library off the network: the app must run with no internet."""
@@ -72,6 +76,14 @@ class Settings:
     # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
     # and maps the same index files, so the index is held once. One per core.
     workers: int = 1
+    # The crisis detector's head (scripts/train_crisis.py writes it; see its model card).
+    crisis_model: Path = ROOT / "models" / "crisis" / "head.npz"
+    # A person to ask when the documents don't say, e.g. the member resource center or a
+    # steward: a name plus at least one of url, phone, e-mail. Off while the name is empty.
+    contact_name: str = ""
+    contact_url: str = ""
+    contact_phone: str = ""
+    contact_email: str = ""
 
     def __post_init__(self):
         home = self.home.expanduser().resolve()
@@ -82,6 +94,24 @@ class Settings:
     def path(self, relative: str | Path) -> Path:
         """A path relative to ``home`` (absolute paths are kept as they are)."""
         return self.home / Path(relative).expanduser()
+
+    def contact(self) -> "Contact | None":
+        """The configured contact, checked: it is shown as a link on every page."""
+        from .types import Contact
+
+        if not self.contact_name.strip():
+            return None
+        url, phone, email = self.contact_url.strip(), self.contact_phone.strip(), self.contact_email.strip()
+        if not (url or phone or email):
+            raise ValueError("RAG_CONTACT_NAME needs a way to reach them: set RAG_CONTACT_URL, "
+                             "RAG_CONTACT_PHONE or RAG_CONTACT_EMAIL")
+        if url and not url.lower().startswith(("https://", "http://")):
+            raise ValueError(f"RAG_CONTACT_URL must start with https:// or http://, got {url!r}")
+        if email and ("@" not in email or any(c in email for c in " <>\"'")):
+            raise ValueError(f"RAG_CONTACT_EMAIL must be an e-mail address, got {email!r}")
+        if phone and not all(c.isdigit() or c in " +-().x" for c in phone):
+            raise ValueError(f"RAG_CONTACT_PHONE may hold digits, spaces and + - ( ) . only, got {phone!r}")
+        return Contact(self.contact_name.strip(), url, phone, email)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

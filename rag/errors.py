@@ -47,3 +47,7 @@ class RateLimitedError(RagError):
 
 class InvalidFeedbackError(RagError):
     """A rating the store cannot take (e.g. for an answer it never gave)."""
+
+
+class CrisisModelError(RagError):
+    """The crisis detector's weights are missing, unreadable or do not fit the embedder."""

@@ -38,7 +38,7 @@ MAX_NAME_CHARS = 300  # doc ids, titles, chunk ids
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
                     "start": int, "end": int}
-SENSITIVE_KINDS = frozenset({"crisis", "medical"})  # never keep what was said
+SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern"})  # never keep what was said
 _NOT_KEPT = "(not stored: {kind} message)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -133,7 +133,7 @@ class FeedbackStore:
         if answer_id is not None and not self.valid_answer_id(answer_id):
             raise InvalidFeedbackError("That answer can't be rated (unknown answer id); please ask again.")
         if kind in SENSITIVE_KINDS:
-            question = _NOT_KEPT.format(kind=kind)
+            question = answer = _NOT_KEPT.format(kind=kind)
         row = (_now(), "like" if liked else "dislike", clean(kind, 20), clean(question, MAX_QUESTION_CHARS),
                clean(answer, MAX_ANSWER_CHARS), json.dumps(clean_citations(citations), ensure_ascii=False),
                answer_id)
@@ -149,7 +149,7 @@ class FeedbackStore:
 
     def record_answer(self, answer: Answer) -> None:
         """Keep a question the documents could not answer; everything else is not ours to keep."""
-        if answer.kind == "not_found":
+        if answer.kind == "not_found" and not answer.notice:  # a distressed message is not ours to keep
             self.record_unanswered(answer.question)
 
     def ratings(self, rating: str | None = None, limit: int = 20) -> list[Rating]:

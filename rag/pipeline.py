@@ -1,6 +1,6 @@
 """The one path every question takes, from the CLI, the chat UI, the API and the eval.
 
-    question ─▶ clean ─▶ safety ─▶ standalone rewrite ─▶ retrieve ─▶ answer
+    question ─▶ clean ─▶ safety (rules + detector) ─▶ standalone rewrite ─▶ retrieve ─▶ answer
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from .embedding import Embedder, load_embedder
 from .errors import IndexCorruptError, InvalidQuestionError
 from .index import Index
 from .retrieval import Retriever
-from .safety import check as safety_check
+from .crisis import CrisisDetector, CrisisHead
+from .safety import SENSITIVE, screen
 from .types import Answer
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -63,6 +64,8 @@ class Pipeline:
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model)
         self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score)
+        self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
+        self.contact = settings.contact()
         self._lock = threading.Lock()
         self._retriever: Retriever | None = self._make_retriever(index)
         self._checked = time.monotonic()
@@ -105,10 +108,11 @@ class Pipeline:
         # Safety first, even before the length limit: someone in crisis who
         # pastes a long message must get the crisis resources, not an error.
         text = clean_question(question)
-        verdict = safety_check(_screened(text, self.settings.max_question_chars))
-        if verdict:  # fixed, human-written text; never retrieved or generated
+        verdict = screen(_screened(text, self.settings.max_question_chars), self.detector)
+        if verdict and verdict.kind != "concern":  # fixed, human-written text; never retrieved or generated
             return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})
+        notice = verdict.message if verdict else ""  # "concern": answer, with resources under it
         question = _check_length(text, self.settings.max_question_chars)
         query = standalone(question, history)
         retriever = self.retriever()
@@ -126,10 +130,23 @@ class Pipeline:
         timings["answer"] = _ms(t)
         if not chosen:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
-                          related=related(ranked), standalone_question=query, timings_ms=timings)
+                          related=related(ranked), standalone_question=query, timings_ms=timings,
+                          notice=notice, contact=self.contact)
         text, citations, pieces = compose(chosen, retriever.index)
         return Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
-                      retrieved=tuple(hits), standalone_question=query, timings_ms=timings)
+                      retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice)
+
+    def private_kind(self, question: str, answer: str = "") -> str | None:
+        """"crisis", "medical" or "concern" if the exchange is one: its text is never stored.
+
+        The answer is checked for crisis only: answers quote articles about patients in
+        distress, and a rating of one is worth keeping.
+        """
+        verdict = screen(question, self.detector)
+        if verdict and verdict.kind in SENSITIVE:
+            return verdict.kind
+        verdict = screen(answer, self.detector) if answer else None
+        return "crisis" if verdict and verdict.kind == "crisis" else None
 
 
 def _ms(since: float) -> float:

@@ -1,5 +1,11 @@
 """Pre-retrieval safety screen: crisis and personal medical questions get fixed text, never an answer.
 
+Two halves: hand-written rules (English and Spanish), the floor for wordings that must never
+be missed, and a learned detector (rag/crisis.py) for every other wording. Either one saying
+"crisis" gives the fixed crisis text, in the message's language, before retrieval. The
+detector alone can also say "concern" (distress, no stated danger): the member gets the
+normal answer with a short resources line under it.
+
 The documents themselves talk about suicide, overdoses, patients and medication, so every rule is
 a phrase that needs a first-person speaker ("i", "myself") or someone the speaker knows ("my
 brother", "he"); a bare keyword would flag questions about the articles.
@@ -10,6 +16,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from .crisis import CrisisDetector, language
+
 CRISIS_MESSAGE = (
     "I'm really sorry you're going through this. I'm only a bot that answers questions about "
     "the union's strike documents, so I can't help with this, but people can, right now:\n\n"
@@ -18,6 +26,28 @@ CRISIS_MESSAGE = (
     "- **Call 911** if you or someone else is in immediate danger\n\n"
     "You don't have to go through this alone."
 )
+
+# 988 answers in Spanish when you press 2, and takes texts in Spanish sent as AYUDA.
+CRISIS_MESSAGE_ES = (
+    "Siento mucho que estés pasando por esto. Solo soy un bot que responde preguntas sobre "
+    "los documentos de la huelga del sindicato, así que no puedo ayudarte con esto, pero hay "
+    "personas que sí pueden, ahora mismo:\n\n"
+    "- **Llama al 988** y marca **2** para hablar en español (Línea 988 de Prevención del "
+    "Suicidio y Crisis), o chatea en **988lifeline.org/es**\n"
+    "- **Envía AYUDA por mensaje de texto al 988**\n"
+    "- **Llama al 911** si tú u otra persona están en peligro inmediato\n\n"
+    "No tienes que pasar por esto a solas."
+)
+# Shown under a normal answer when a message sounds distressed but names no danger.
+CONCERN_NOTICE = ("If things feel heavy right now, you don't have to wait for an appointment: "
+                  "**call or text 988** any time, day or night, or **text HOME to 741741**.")
+CONCERN_NOTICE_ES = ("Si te sientes abrumado, no tienes que esperar una cita: **llama al 988 y marca 2** "
+                     "para hablar en español, o **envía AYUDA al 988**, a cualquier hora.")
+CRISIS_MESSAGES = {"en": CRISIS_MESSAGE, "es": CRISIS_MESSAGE_ES}
+CONCERN_NOTICES = {"en": CONCERN_NOTICE, "es": CONCERN_NOTICE_ES}
+SENSITIVE = frozenset({"crisis", "medical", "concern"})  # kinds whose text is never stored
+SCAN_CHARS = 6000  # how much of a message the detector reads; bounds its work on a huge paste
+RULE_SCAN_CHARS = 100_000  # the rules are cheap (linear regexes): they read much further
 
 MEDICAL_MESSAGE = (
     "I can't give medical or mental health advice. I'm a bot that only answers questions "
@@ -74,6 +104,8 @@ CRISIS_PATTERNS = [
     r"live(?! (?:in|with|near|on|at|like|under|up|through|here)\b))",
     r"\b(?:no|any|what is the) (?:reason|point|purpose) (?:to|in|of|for) (?:live|living|life|being alive|"
     r"staying alive|keep going|going on|go on)\b(?! (?:strike|a strike|the strike|with|the picket))",
+    r"\b(?:do not|can not|no longer) see (?:the|any) (?:point|reason) (?:in|of|to|for) (?:\w+ ){0,2}"
+    r"(?:living|live|life|being alive|staying alive|going on|waking up)\b(?! (?:strike|with|the picket))",
     r"\b(?:nothing|no one|nobody) to live for\b", r"\b(?:no|lost the|lost my) will to live\b",
     r"\b(?:tired|sick) of (?:living|being alive)\b",
     r"\b(?:no one|nobody) (?:would|will) (?:even )?(?:miss me|care if i (?:died|was gone|was dead))",
@@ -109,6 +141,27 @@ CRISIS_PATTERNS = [
     rf"{_OTHER}[^.?!]{{0,20}}?\b(?:has|got|is holding|pulled) (?:a|his|her) (?:gun|knife|weapon)\b",
     rf"\b(?:i am|we are|he is|she is|someone is|my {_REL} is) (?:\w+ )?in (?:immediate |serious |real )?danger\b",
     r"\b(?:hitting|beating|choking|strangling) (?:me|us)\b",
+]
+
+# Spanish, matched on the folded text (lower case, no accents): first person or someone close.
+_ES_REL = (r"(?:hermano|hermana|hijo|hija|esposo|esposa|marido|mujer|pareja|novio|novia|amigo|amiga|"
+           r"mama|madre|papa|padre|primo|prima|companero|companera|vecino|vecina)")
+CRISIS_PATTERNS_ES = [
+    r"\b(?:me )?(?:quiero|voy a|pienso|estoy pensando en|tengo ganas de|quisiera) "
+    r"(?:morir|morirme|matarme|suicidarme|ahorcarme|cortarme|quitarme la vida|acabar con mi vida|"
+    r"desaparecer para siempre|hacerme dano)\b",
+    r"\bme (?:quiero|voy a|pienso) (?:morir|matar|suicidar|ahorcar|cortar|tirar)\b",
+    r"\b(?:ya )?no (?:quiero|aguanto|puedo) (?:seguir )?(?:vivir|viviendo|estar vivo|estar viva|mas con mi vida)\b",
+    r"\bno (?:le )?(?:veo|tiene) (?:sentido|razon) (?:a |de |para )?(?:seguir )?(?:vivir|viviendo|la vida)\b",
+    r"\b(?:pensamientos|ideas) suicidas\b", r"\bme siento suicida\b", r"\bsoy suicida\b",
+    r"\b(?:estoy )?cansad[oa] de vivir\b", r"\bojala (?:no despertar|estuviera muert[oa]|me muriera)\b",
+    r"\b(?:todos|todo el mundo) (?:estarian|estaria) mejor sin mi\b", r"\bacabar con todo\b",
+    r"\bme tome (?:todas|todas mis|muchas|un frasco|una caja)\b.{0,30}\b(?:pastillas|pildoras|medicinas)\b",
+    rf"\bmi {_ES_REL} (?:\w+ ){{0,3}}(?:se (?:va a|quiere) (?:matar|suicidar|ahorcar)|"
+    r"quiere (?:morir|matarse|suicidarse|quitarse la vida)|se tomo (?:todas|muchas))",
+    r"\bcarta de despedida\b",
+    r"\b(?:voy a|pienso|quiero|estoy por|me voy a) (?:tomarme|tomar) (?:todas|todas mis|todas las|el frasco|"
+    r"un frasco|una caja)\b",
 ]
 
 MEDICAL_PATTERNS = [
@@ -158,11 +211,13 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u02bc": 
 
 @dataclass(frozen=True)
 class SafetyVerdict:
-    kind: str      # "crisis" or "medical"
-    message: str   # fixed, human-written text shown instead of an answer
+    kind: str      # "crisis", "medical", or "concern" (answer normally, resources line under it)
+    message: str   # fixed, human-written text: instead of an answer, or under it for "concern"
+    language: str = "en"  # "en" | "es": the message's language, which picked the text
 
 
 _CRISIS = [re.compile(p) for p in CRISIS_PATTERNS]
+_CRISIS_ES = [re.compile(p) for p in CRISIS_PATTERNS_ES]
 _MEDICAL = [re.compile(p) for p in MEDICAL_PATTERNS]
 _WORD_RE = re.compile(r"\b(?:" + "|".join(_WORDS) + r")\b")
 
@@ -181,15 +236,50 @@ def normalize(text: str) -> str:
     return text
 
 
+def _fold_accents(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def check(message: str) -> SafetyVerdict | None:
-    """Return a fixed crisis or medical response for `message`, or None to answer it normally.
+    """The rules alone: a fixed crisis or medical response for `message`, or None.
 
     Crisis is checked first: "should I overdose on my meds" must reach a crisis line, not a
-    pharmacist.
+    pharmacist. Reads at most RULE_SCAN_CHARS characters.
     """
+    message = message[:RULE_SCAN_CHARS]
     text = normalize(message)
-    if any(p.search(text) for p in _CRISIS):
-        return SafetyVerdict("crisis", CRISIS_MESSAGE)
+    lang = language(message)
+    if any(p.search(text) for p in _CRISIS) or any(p.search(_fold_accents(text)) for p in _CRISIS_ES):
+        return SafetyVerdict("crisis", CRISIS_MESSAGES[lang], lang)
     if any(p.search(text) for p in _MEDICAL):
-        return SafetyVerdict("medical", MEDICAL_MESSAGE)
+        return SafetyVerdict("medical", MEDICAL_MESSAGE, lang)
     return None
+
+
+def combine(rule_kind: str | None, model_kind: str) -> str:
+    """One outcome from the rules' ("crisis", "medical" or None) and the detector's verdicts.
+
+    Either half saying crisis wins; a medical question stays a medical referral even when the
+    detector hears distress in it; the detector's "concern" only adds a line to an answer.
+    """
+    if "crisis" in (rule_kind, model_kind):
+        return "crisis"
+    return rule_kind or model_kind
+
+
+def screen(message: str, detector: CrisisDetector | None = None) -> SafetyVerdict | None:
+    """Rules and detector together: a crisis, medical or concern verdict, or None to answer normally.
+
+    The detector reads the first SCAN_CHARS characters; the rules, RULE_SCAN_CHARS.
+    """
+    message = message[:RULE_SCAN_CHARS]
+    rule = check(message)
+    if rule and rule.kind == "crisis":  # the floor: no need to run the model
+        return rule
+    kind = combine(rule.kind if rule else None, detector.verdict(message) if detector else "none")
+    lang = language(message)
+    if kind == "crisis":
+        return SafetyVerdict("crisis", CRISIS_MESSAGES[lang], lang)
+    if kind == "concern":
+        return SafetyVerdict("concern", CONCERN_NOTICES[lang], lang)
+    return rule

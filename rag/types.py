@@ -85,6 +85,19 @@ def cited_text(pieces: tuple[Piece, ...]) -> str:
 
 
 @dataclass(frozen=True)
+class Contact:
+    """A person members can ask when the documents don't say (Settings.contact_*)."""
+
+    name: str
+    url: str = ""  # http(s) only
+    phone: str = ""
+    email: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "url": self.url, "phone": self.phone, "email": self.email}
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     text: str
@@ -96,6 +109,10 @@ class Answer:
     standalone_question: str = ""  # the follow-up rewritten with its history
     timings_ms: dict[str, float] = field(default_factory=dict)
     pieces: tuple[Piece, ...] = ()  # the cited answer, piece by piece; empty for refusals
+    # Fixed resources line shown under an answer when the question sounds distressed
+    # (the safety screen's "concern"); Markdown with **bold** only, in the question's language.
+    notice: str = ""
+    contact: Contact | None = None  # shown under a refusal: someone who may know
 
     @property
     def latency_ms(self) -> float:
@@ -115,6 +132,8 @@ class Answer:
                 for h in self.retrieved
             ],
             "related": [_citation_json(c) for c in self.related],
+            "notice": self.notice,
+            "contact": self.contact.to_json() if self.contact else None,
             "latency_ms": self.latency_ms,
         }
 

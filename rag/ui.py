@@ -19,7 +19,7 @@ from .feedback import FeedbackStore
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
 from .sources import file_url, source_url
-from .types import Answer, Citation, Piece
+from .types import Answer, Citation, Contact, Piece
 
 EXAMPLES = [
     "Has a strike date been set?",
@@ -91,16 +91,35 @@ def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
     return "".join(lines)
 
 
+def contact_markdown(contact: Contact) -> str:
+    """ "You can ask <name>: <link> · <phone> · <e-mail>"; the settings checked each part."""
+    ways = []
+    if contact.url:
+        ways.append(f"[{md_escape(contact.url)}]({contact.url})")
+    if contact.phone:
+        ways.append(f"[{md_escape(contact.phone)}](tel:{''.join(c for c in contact.phone if c.isdigit() or c == '+')})")
+    if contact.email:
+        ways.append(f"[{md_escape(contact.email)}](mailto:{contact.email})")
+    return f"You can ask **{md_escape(contact.name)}**: " + " · ".join(ways)
+
+
 def answer_markdown(answer: Answer, upto: int | None = None) -> str:
     """The chat message for an answer; ``upto`` pieces only while streaming."""
     if answer.kind in ("crisis", "medical"):
         return answer.text  # our own fixed Markdown
     if answer.pieces:
         body = cited_markdown(answer.pieces[:upto], answer.citations)
-        return body if upto is not None else body + sources_markdown(answer.citations, "Sources")
-    body = md_escape(answer.text)
-    if answer.related and upto is None:
-        body += sources_markdown(answer.related, "Closest passages (they may not answer your question)")
+        if upto is not None:
+            return body
+        body += sources_markdown(answer.citations, "Sources")
+    else:
+        body = md_escape(answer.text)
+        if answer.contact:
+            body += "\n\n" + contact_markdown(answer.contact)
+        if answer.related and upto is None:
+            body += sources_markdown(answer.related, "Closest passages (they may not answer your question)")
+    if answer.notice:
+        body += "\n\n---\n\n" + answer.notice  # our own fixed Markdown
     return body
 
 
@@ -175,7 +194,7 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
         try:  # the same limit as the API's; a vote over it is dropped quietly
             limiter.check("feedback:" + client(request))
             store.record_rating(data.liked, turn["question"], turn["content"], turn["citations"],
-                                kind=turn["kind"], answer_id=turn["answer_id"])
+                                kind=pipeline.private_kind(turn["question"], turn["content"]) or turn["kind"], answer_id=turn["answer_id"])
         except RagError:
             pass
 

@@ -1,9 +1,11 @@
-"""The safety screen: crisis and medical messages get fixed text; questions about the documents pass."""
+"""The safety rules: crisis and medical messages get fixed text; questions about the documents pass.
+
+The learned detector beside them is tested with the real model in test_crisis.py."""
 import re
 
 import pytest
 
-from rag.safety import CRISIS_MESSAGE, MEDICAL_MESSAGE, SafetyVerdict, check, normalize
+from rag.safety import check, combine, normalize, screen
 
 CRISIS = [
     # Wording from the brief.
@@ -160,14 +162,36 @@ DOCUMENT_QUESTIONS = [
 ]
 
 
+SPANISH_CRISIS = [
+    "quiero morir",
+    "ya no quiero vivir",
+    "me voy a matar esta noche",
+    "estoy pensando en quitarme la vida",
+    "tengo pensamientos suicidas",
+    "mi hermano dice que se va a matar",
+    "me tomé todas las pastillas",
+    "No le veo sentido a seguir viviendo.",
+]
+SPANISH_DOCUMENT_QUESTIONS = [
+    "¿Los pacientes intentaron suicidarse por las esperas?",
+    "¿Cuál es la tasa de suicidio entre los pacientes de Kaiser?",
+    "esta espera me está matando, ¿cuándo empieza la huelga?",
+    "¿Qué dice el sindicato sobre las muertes por sobredosis?",
+]
+
+
 @pytest.mark.parametrize("message", CRISIS)
 def test_crisis_messages_get_crisis_text(message):
-    assert check(message) == SafetyVerdict("crisis", CRISIS_MESSAGE)
+    verdict = check(message)
+    assert verdict.kind == "crisis" and verdict.language == "en"
+    assert "988" in verdict.message and "911" in verdict.message
 
 
 @pytest.mark.parametrize("message", MEDICAL)
 def test_medical_questions_get_referral(message):
-    assert check(message) == SafetyVerdict("medical", MEDICAL_MESSAGE)
+    verdict = check(message)
+    assert verdict.kind == "medical"
+    assert "clinician" in verdict.message and "988" in verdict.message
 
 
 @pytest.mark.parametrize("message", DOCUMENT_QUESTIONS)
@@ -175,32 +199,49 @@ def test_document_questions_pass_through(message):
     assert check(message) is None
 
 
+@pytest.mark.parametrize("message", SPANISH_CRISIS)
+def test_spanish_crisis_messages_get_the_spanish_text(message):
+    verdict = check(message)
+    assert verdict.kind == "crisis" and verdict.language == "es"
+    # 988 in Spanish: call and press 2, or text AYUDA; 911 in danger.
+    assert all(needle in verdict.message for needle in ("988", "**2**", "AYUDA", "911"))
+
+
+@pytest.mark.parametrize("message", SPANISH_DOCUMENT_QUESTIONS)
+def test_spanish_document_questions_pass_through(message):
+    assert check(message) is None
+
+
 def test_enough_cases_per_group():
     assert len(CRISIS) >= 40 and len(MEDICAL) >= 10 and len(DOCUMENT_QUESTIONS) >= 30
 
 
-def test_crisis_text_is_one_fixed_string():
-    assert {check(m).message for m in CRISIS} == {CRISIS_MESSAGE}
-
-
-@pytest.mark.parametrize("needle", ["988", "988lifeline.org", "741741", "911"])
-def test_crisis_text_gives_resources(needle):
-    assert needle in CRISIS_MESSAGE
+def test_every_english_crisis_message_gets_the_same_reply():
+    assert len({check(m).message for m in CRISIS}) == 1
 
 
 @pytest.mark.parametrize("word", ["pill", "overdose", "gun", "knife", "rope", "bridge", "cut",
-                                  "jump", "poison", "hang", "dose", "medication"])
-def test_crisis_text_names_no_method(word):
-    assert not re.search(rf"\b{word}", CRISIS_MESSAGE, re.IGNORECASE)
-
-
-@pytest.mark.parametrize("needle", ["medical", "clinician", "pharmacist", "911", "988"])
-def test_medical_text_refers_elsewhere(needle):
-    assert needle in MEDICAL_MESSAGE
+                                  "jump", "poison", "hang", "dose", "medication", "pastilla", "cuerda",
+                                  "arma", "puente"])
+def test_crisis_replies_name_no_method(word):
+    for message in ("I want to die", "quiero morir"):
+        assert not re.search(rf"\b{word}", check(message).message, re.IGNORECASE)
 
 
 def test_crisis_wins_over_medical():
     assert check("should I overdose on my medication").kind == "crisis"
+
+
+@pytest.mark.parametrize("rule, model, expected", [
+    ("crisis", "none", "crisis"), (None, "crisis", "crisis"), ("medical", "crisis", "crisis"),
+    ("medical", "concern", "medical"), (None, "concern", "concern"), (None, "none", "none"),
+])
+def test_rules_and_detector_combine(rule, model, expected):
+    assert combine(rule, model) == expected
+
+
+def test_screen_without_a_detector_is_the_rules():
+    assert screen("I want to die").kind == "crisis" and screen("Has a strike date been set?") is None
 
 
 @pytest.mark.parametrize("raw, folded", [

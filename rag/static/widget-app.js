@@ -49,6 +49,13 @@
   } else {
     greet();
   }
+  fetch("/api/contact").then(function (res) { return res.ok ? res.json() : {}; }).then(function (body) {
+    if (!body.contact) return;
+    var footer = document.getElementById("contact");
+    footer.append("Questions the documents don't answer? ");
+    footer.append(contactLine(body.contact));
+    footer.hidden = false;
+  }).catch(function () { /* no footer: the chat still works */ });
 
   function ask(question) {
     if (!question || send.disabled) return;
@@ -104,6 +111,16 @@
       body.append(answer.answer);  // a refusal: plain text, nothing cited
     }
     node.append(body);
+    if (answer.contact) {
+      var who = el("div", "contact");
+      who.append(contactLine(answer.contact));
+      node.append(who);
+    }
+    if (answer.notice) {
+      var notice = el("div", "notice");
+      appendBold(notice, answer.notice);  // our fixed resources line: **bold** only
+      node.append(notice);
+    }
     if (answer.citations && answer.citations.length) {
       node.append(sourceList("Sources", answer.citations));
     } else if (answer.related && answer.related.length) {
@@ -128,6 +145,26 @@
       if (c) mark.setAttribute("aria-label", "Source " + p.n + ": " + c.title);
       parent.append(" ", mark);
     });
+  }
+
+  // "You can ask <name>: <link> · <phone> · <e-mail>", every part as text or a checked link.
+  function contactLine(contact) {
+    var span = el("span", null, "You can ask ");
+    span.append(el("strong", null, contact.name), ": ");
+    var ways = [];
+    if (/^https?:\/\//i.test(contact.url || "")) ways.push(link(contact.url, contact.url));
+    if (contact.phone) {
+      var tel = el("a", null, contact.phone);
+      tel.href = "tel:" + contact.phone.replace(/[^0-9+]/g, "");
+      ways.push(tel);
+    }
+    if (contact.email) {
+      var mail = el("a", null, contact.email);
+      mail.href = "mailto:" + contact.email;
+      ways.push(mail);
+    }
+    ways.forEach(function (w, i) { span.append(i ? " \u00b7 " : "", w); });
+    return span;
   }
 
   function appendBold(parent, text) {

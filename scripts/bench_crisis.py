@@ -1,0 +1,195 @@
+"""How well the crisis screen does on messages it was never trained on.
+
+    python scripts/bench_crisis.py                      # the shipped head, default samples
+    python scripts/bench_crisis.py --head /tmp/mlp.npz  # add another head as a column
+    python scripts/bench_crisis.py --full               # every message of every set (slow)
+
+Prints, for the rules alone and for rules + each detector head, the share of each set
+flagged "crisis" and "crisis or concern":
+  - Fei-X tweets (all contain "suicidal"): label 2 (suicidal) recall, label 0 false alarms;
+  - SDCNL Reddit posts: r/SuicideWatch recall, r/depression for information;
+  - C-SSRS 500 Reddit users: recall by level (Supportive users are not at risk);
+  - document questions: the eval sets (held-out half and all), held-out SQuAD questions
+    with crisis words, and all held-out SQuAD questions: false alarms.
+The public crisis sets only measure; nothing here trains or tunes. Messages are read as
+the server reads them (first SCAN_CHARS characters, sentence by sentence); sampled sets
+are sampled by a stable hash, so every run reads the same messages.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+csv.field_size_limit(10**8)
+
+from rag.config import offline_environment  # noqa: E402
+from rag.crisis import CrisisHead, pieces, summarize  # noqa: E402
+from rag.safety import SCAN_CHARS, check, combine  # noqa: E402
+from train_crisis import HARD_WORDS, SQUAD, _shared, held_out  # noqa: E402
+
+CRISIS = _shared() / "datasets" / "crisis"
+DEFAULT_HEAD = ROOT / "models" / "crisis" / "head.npz"
+CSSRS_LEVELS = ("Supportive", "Indicator", "Ideation", "Behavior", "Attempt")
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _sample(texts: list[str], n: int | None) -> list[str]:
+    if n is None or len(texts) <= n:
+        return texts
+    return sorted(texts, key=lambda t: hashlib.sha1(t.encode()).hexdigest())[:n]
+
+
+def _cssrs_text(cell: str) -> str:
+    """A user's posts, stored as a Python list literal (some cut off mid-string)."""
+    try:
+        return "\n".join(ast.literal_eval(cell))
+    except (ValueError, SyntaxError):
+        return cell.strip("[]'\" ").replace("', '", "\n").replace('", "', "\n")
+
+
+def load_sets(args) -> list[tuple[str, str, list[str]]]:
+    """(group, name, messages) for every set that is present."""
+    sets = []
+    fei = CRISIS / "fei-x" / "tweets.csv"
+    if fei.exists():
+        rows = _rows(fei)
+        n = None if args.full else args.sample
+        sets.append(("Fei-X", "label 2 suicidal", _sample([r["tweet"] for r in rows if r["label"] == "2"], n)))
+        if args.full:
+            sets.append(("Fei-X", "label 1 ambiguous", [r["tweet"] for r in rows if r["label"] == "1"]))
+        sets.append(("Fei-X", "label 0 not suicidal", _sample([r["tweet"] for r in rows if r["label"] == "0"], n)))
+    sdcnl = CRISIS / "sdcnl"
+    if sdcnl.exists():
+        files = ["testing-set.csv", "training-set.csv"] if args.full else ["testing-set.csv"]
+        rows = [r for f in files for r in _rows(sdcnl / f)]
+        text = lambda r: f"{r['title']}\n{r['selftext']}".strip()  # noqa: E731
+        n = None if args.full else args.sample_posts
+        split = "all" if args.full else f"test split, {n} sampled"
+        sets.append(("SDCNL", f"r/SuicideWatch ({split})", _sample([text(r) for r in rows if r["is_suicide"] == "1"], n)))
+        sets.append(("SDCNL", f"r/depression ({split})", _sample([text(r) for r in rows if r["is_suicide"] == "0"], n)))
+    cssrs = CRISIS / "reddit-cssrs-500" / "posts.csv"
+    if cssrs.exists():
+        rows = _rows(cssrs)
+        n = None if args.full else args.sample_cssrs
+        for level in CSSRS_LEVELS:
+            sets.append(("C-SSRS", level, _sample([_cssrs_text(r["Post"]) for r in rows if r["Label"] == level], n)))
+    for path in [*sorted((ROOT / "eval").glob("*.jsonl")), *(args.questions or [])]:
+        qs = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if path.parent == ROOT / "eval":  # train_crisis.py trains on the other half
+            sets.append(("Documents", f"{path.name} held-out half", [q for q in qs if held_out(q)]))
+            sets.append(("Documents", f"{path.name} all (half trained on)", qs))
+        else:
+            sets.append(("Documents", f"{path.name} (not trained on)", qs))
+    if SQUAD.exists():
+        data = json.loads(SQUAD.read_text(encoding="utf-8"))
+        qs = [q["question"].strip() for a in data["data"] for p in a["paragraphs"] for q in p["qas"]]
+        kept = [q for q in dict.fromkeys(qs) if held_out(q)]
+        sets.append(("Documents", "SQuAD held-out, crisis words", [q for q in kept if HARD_WORDS.search(q)]))
+        if args.full:
+            sets.append(("Documents", "SQuAD held-out, all", kept))
+    return sets
+
+
+class VectorCache:
+    """Piece vectors kept between runs, so a new head is measured in seconds."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.known: dict[str, np.ndarray] = {}
+        if path and path.exists():
+            with np.load(path, allow_pickle=False) as data:
+                self.known = dict(zip(data["texts"].tolist(), data["vectors"]))
+
+    def vectors(self, embedder, texts: list[str]) -> np.ndarray:
+        from rag.embedding import embed_all
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.known]
+        if missing:
+            print(f"  embedding {len(missing)} new pieces…", file=sys.stderr, flush=True)
+            self.known.update(zip(missing, embed_all(embedder, missing, batch_size=64)))
+            if self.path:
+                np.savez(self.path, texts=np.array(list(self.known)), vectors=np.stack(list(self.known.values())))
+        return np.stack([self.known[t] for t in texts]) if texts else np.zeros((0, embedder.dim), np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--head", type=Path, action="append", help="extra detector heads to compare")
+    # Defaults sized for a shared 2-core machine (~15 minutes the first time, seconds after).
+    parser.add_argument("--sample", type=int, default=300, help="tweets per Fei-X label (stable sample)")
+    parser.add_argument("--sample-posts", type=int, default=100, help="SDCNL posts per subreddit")
+    parser.add_argument("--sample-cssrs", type=int, default=12, help="users per C-SSRS level (stable sample)")
+    parser.add_argument("--full", action="store_true", help="every message of every set")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/crisis-bench-vectors.npz"))
+    parser.add_argument("--questions", type=Path, action="append", help="more eval files of document questions")
+    parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Documents)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    offline_environment()
+    from rag.embedding import load_embedder
+
+    heads = [CrisisHead(p) for p in [DEFAULT_HEAD, *(args.head or [])]]
+    embedder, cache = load_embedder(), VectorCache(args.cache)
+    results = []
+    for group, name, texts in load_sets(args):
+        if args.only and group not in args.only:
+            continue
+        started = time.perf_counter()
+        rules = [(v.kind if (v := check(t)) else None) for t in texts]
+        split = [pieces(t, SCAN_CHARS) for t in texts]
+        vectors = cache.vectors(embedder, [p for parts in split for p in parts])
+        row = {"group": group, "set": name, "n": len(texts),
+               "rules": _rates(["crisis" if k == "crisis" else "none" for k in rules])}
+        for i, head in enumerate(heads):
+            probs, at, kinds = head.probabilities(vectors), 0, []
+            for rule, parts in zip(rules, split):
+                kinds.append(combine(rule if rule == "crisis" else None,
+                                     head.decide(summarize(probs[at:at + len(parts)], parts))))
+                at += len(parts)
+            row[f"rules+{head.meta['kind']}" + (f"#{i}" if i else "")] = _rates(kinds)
+        row["seconds"] = round(time.perf_counter() - started, 1)
+        results.append(row)
+        rates = " ".join(f"{k} {v['crisis']:.3f}/{v['flagged']:.3f}" for k, v in row.items() if isinstance(v, dict))
+        print(f"  {group} / {name}: {len(texts)} messages, {row['seconds']} s; {rates}", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(table(results))
+    return 0
+
+
+def _rates(kinds: list[str]) -> dict:
+    n = max(len(kinds), 1)
+    crisis = sum(k == "crisis" for k in kinds)
+    flagged = sum(k in ("crisis", "concern") for k in kinds)
+    return {"crisis": round(crisis / n, 4), "flagged": round(flagged / n, 4)}
+
+
+def table(results: list[dict]) -> str:
+    systems = [k for k in results[0] if k not in ("group", "set", "n", "seconds")]
+    head = f"{'set':46s} {'n':>5s} " + " ".join(f"{s + ' crisis':>17s} {s + ' c|c':>15s}" for s in systems)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        cells = " ".join(f"{r[s]['crisis']:>17.3f} {r[s]['flagged']:>15.3f}" for s in systems)
+        lines.append(f"{(r['group'] + ' / ' + r['set'])[:46]:46s} {r['n']:>5d} {cells}")
+    lines.append("crisis: share given the crisis response; c|c: crisis or concern (resources line).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
