@@ -130,7 +130,8 @@ def test_feedback_never_stores_crisis_text_whatever_kind_the_client_claims(corpu
         {"liked": True, "question": "Has a strike date been set?", "answer": ISSUE[0], "kind": "not_found"},
         {"liked": True, "question": CONCERN, "answer": "Wait times are long.", "kind": "answer"},
     ):
-        assert client.post("/api/feedback", json=body).status_code == 200
+        answer_id = client.post("/api/ask", json={"question": "Has a strike date been set?"}).json()["answer_id"]
+        assert client.post("/api/feedback", json={**body, "answer_id": answer_id}).status_code == 200
     from rag.feedback import open_store
 
     stored = open_store(settings).ratings(limit=10)
@@ -144,7 +145,9 @@ def test_feedback_never_stores_crisis_text_whatever_kind_the_client_claims(corpu
 
 def test_a_document_question_rating_is_still_stored(corpus_settings, pipeline, tmp_path):
     client = TestClient(create_app(replace(corpus_settings, data_dir=tmp_path), pipeline))
-    body = {"liked": True, "question": "Has a strike date been set?", "answer": "No. [1]", "kind": "answer"}
+    answer_id = client.post("/api/ask", json={"question": "Has a strike date been set?"}).json()["answer_id"]
+    body = {"liked": True, "question": "Has a strike date been set?", "answer": "No. [1]", "kind": "answer",
+            "answer_id": answer_id}
     assert client.post("/api/feedback", json=body).status_code == 200
     from rag.feedback import open_store
 
