@@ -67,6 +67,7 @@ class EvalItem:
     sources: tuple[str, ...] = ()
     history: tuple[dict, ...] = ()
     category: str = "uncategorized"
+    split: str = ""  # "dev" | "heldout" | "" (unsplit)
     line: int = 0  # where it came from, for error messages
 
 
