@@ -15,14 +15,14 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IndexCorruptError, IndexNotFoundError
 from .lexical import LexicalIndex
-from .types import Chunk, Document, Page
+from .types import Chunk, Document, Heading, Page
 
 FORMAT = "strike-qa-index v1"
 POINTER = "CURRENT"
@@ -38,6 +38,8 @@ class Manifest:
     documents: dict  # doc_id -> content hash
     chunks: int
     built_at: str
+    roots: list = field(default_factory=list)  # absolute corpus folders, in ingest order
+    dates: dict = field(default_factory=dict)  # doc_id -> {"date": ISO date or None, "source": where from}
 
 
 class Index:
@@ -64,7 +66,7 @@ class Index:
         dense = faiss.IndexFlatIP(manifest.dim)
         if len(vectors):
             dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        lexical = LexicalIndex.build([f"{c.title}\n{c.text}" for c in chunks])
+        lexical = LexicalIndex.build([f"{c.title}\n{c.section}\n{c.text}" for c in chunks])
         return cls(manifest, documents, chunks, dense, lexical)
 
     def vectors(self) -> np.ndarray:
@@ -156,11 +158,13 @@ def remove_stale_temp(index_dir: Path) -> None:
 def _doc_json(d: Document) -> dict:
     row = asdict(d)
     row["pages"] = [asdict(p) for p in d.pages]
+    row["headings"] = [asdict(h) for h in d.headings]
     return row
 
 
 def _doc_from_json(row: dict) -> Document:
-    return Document(**{**row, "pages": tuple(Page(**p) for p in row["pages"])})
+    return Document(**{**row, "pages": tuple(Page(**p) for p in row["pages"]),
+                       "headings": tuple(Heading(**h) for h in row.get("headings", ()))})
 
 
 def _write_json(path: Path, obj) -> None:

@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class IngestReport:
     embedded: int = 0  # chunks actually sent to the model
     seconds: float = 0.0
     version: str = ""
+    roots: list[str] = field(default_factory=list)  # absolute corpus folders, in order
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
@@ -65,12 +66,20 @@ def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]
         for item in walk_corpus(Path(root)):
             if isinstance(item, Skipped):
                 report.skipped.append(item)
-            elif item.document.doc_id in docs:
-                report.skipped.append(Skipped(item.document.doc_id, f"duplicate doc id (also in an earlier folder), {root}"))
-            else:
-                docs[item.document.doc_id] = item.document
-                if item.note:
-                    report.notes.append((item.document.doc_id, item.note))
+                continue
+            doc = item.document
+            if doc.doc_id in docs:
+                # The same relative path in a later folder: prefix its folder's name, so
+                # both stay (ids stay stable for the same folders in the same order).
+                doc = replace(doc, doc_id=f"{Path(root).resolve().name}/{doc.doc_id}")
+                if doc.doc_id in docs:
+                    report.skipped.append(Skipped(doc.doc_id, f"duplicate doc id (also in an earlier folder), {root}"))
+                    continue
+                report.notes.append((doc.doc_id, f"also in an earlier folder; indexed as {doc.doc_id}"))
+            docs[doc.doc_id] = doc
+            if item.note:
+                report.notes.append((doc.doc_id, item.note))
+    report.roots = [str(Path(root).resolve()) for root in corpus_dirs]
     return list(docs.values()), report
 
 
@@ -93,7 +102,7 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
             return report
         embedder = factory() if plan or not reusable else None
         chunks, vectors = _assemble(documents, reusable, plan, embedder, settings, report, progress)
-        manifest = _manifest(embedder, reusable, chunking, documents, len(chunks))
+        manifest = _manifest(embedder, reusable, chunking, documents, len(chunks), report.roots)
         index = Index.build(manifest, {d.doc_id: d for d in documents}, chunks, vectors)
         report.version = index_store.save(index, settings.index_dir)
     report.chunks = len(chunks)
@@ -145,14 +154,20 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
     if fresh:
         with _progress_bar(len(fresh), progress) as tick:
-            embedded = embed_all(embedder, [c.text for c in fresh], settings.batch_size, tick)
+            embedded = embed_all(embedder, [embedding_text(c) for c in fresh], settings.batch_size, tick)
         rows = {c.chunk_id: i for i, c in enumerate(chunks)}
         matrix[[rows[c.chunk_id] for c in fresh]] = embedded
         report.embedded = len(fresh)
     return chunks, matrix
 
 
-def _manifest(embedder, reusable, chunking, documents, n_chunks) -> Manifest:
+def embedding_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its heading path, then its text, so "accrual" under
+    "Sick Leave" is near a question about sick leave."""
+    return f"{chunk.section}\n{chunk.text}" if chunk.section else chunk.text
+
+
+def _manifest(embedder, reusable, chunking, documents, n_chunks, roots=()) -> Manifest:
     return Manifest(
         format=index_store.FORMAT,
         embedder=embedder.name if embedder else reusable.manifest.embedder,
@@ -163,12 +178,20 @@ def _manifest(embedder, reusable, chunking, documents, n_chunks) -> Manifest:
         documents={d.doc_id: d.content_hash for d in documents},
         chunks=n_chunks,
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        roots=list(roots),
+        dates={d.doc_id: {"date": d.date, "source": d.date_source} for d in documents},
     )
 
 
 def _chunking_settings(settings: Settings) -> dict:
     return {"model": settings.model, "encoding": settings.encoding,
-            "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap_tokens}
+            "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap_tokens,
+            "text": TEXT_VERSION}
+
+
+# Bump when loaders/chunking change the text, headings or chunks of an unchanged file:
+# 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates.
+TEXT_VERSION = 2
 
 
 def _installed(package: str) -> bool:
