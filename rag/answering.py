@@ -187,7 +187,7 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
             bullet = _BULLET.match(doc.text, start, end)
             start = bullet.end() if bullet else start  # quote the item, not its bullet mark
             text = doc.text[start:end]
-            if (chunk.doc_id, start) in seen or not _informative(text, doc.title):
+            if (chunk.doc_id, start) in seen or not _informative(text, doc.title) or doc.is_heading(start, end):
                 continue
             seen.add((chunk.doc_id, start))
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),

@@ -89,6 +89,7 @@ def _ingest(args, settings: Settings) -> int:
 
 
 def _ask(args, settings: Settings) -> int:
+    from .dates import display
     from .pipeline import Pipeline
 
     if args.top_k is not None and args.top_k <= 0:
@@ -103,7 +104,9 @@ def _ask(args, settings: Settings) -> int:
         print("\nClosest passages:")
     for c in shown:
         page = f", page {c.page}" if c.page else ""
-        print(f"\n[{c.n}] {c.title} ({c.doc_id}{page}, chars {c.start}-{c.end})\n    > {c.quote}")
+        where = " · ".join(p for p in (c.section, display(c.date)) if p)
+        print(f"\n[{c.n}] {c.title} ({c.doc_id}{page}, chars {c.start}-{c.end})"
+              + (f"\n    {where}" if where else "") + f"\n    > {c.quote}")
     return 0
 
 

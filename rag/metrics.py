@@ -38,7 +38,8 @@ DEFINITIONS = {
     "citation_recall": "ALCE-style, extractive: every answer that was not refused is split at its [n] markers; "
                        "a sentence is the text before a run of markers. It is supported when it carries at least "
                        "one marker whose citation quote contains the sentence text (case- and "
-                       "whitespace-insensitive). Share of supported sentences; text with no marker is unsupported.",
+                       "whitespace-insensitive); a date label opening it (\"(2023) \") is not part of the sentence. "
+                       "Share of supported sentences; text with no marker is unsupported.",
     "refusal_precision": "Of the questions the bot refused, the share that were unanswerable.",
     "refusal_recall": "Of the unanswerable questions, the share the bot refused.",
     "latency_p50_ms": "Median time of Pipeline.ask per question, in ms (the result's latency_ms).",
@@ -54,6 +55,8 @@ DENOMINATORS = {
 
 _MARKERS = re.compile(r"((?:\s*\[\d+\])+)")
 _WORDY = re.compile(r"\w")
+# "(Aug 7, 2026) " / "(2022) ": the date label opening a quote when dated sources disagree (rag.updates).
+_DATE_LABEL = re.compile(r"^\((?:[A-Z][a-z]{2} \d{1,2}, )?\d{4}\)\s+")
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def split_cited(text: str) -> list[tuple[str, tuple[int, ...]]]:
     parts = _MARKERS.split(text)
     out = []
     for i in range(0, len(parts), 2):
-        sentence = parts[i].strip()
+        sentence = _DATE_LABEL.sub("", parts[i].strip())
         markers = tuple(int(n) for n in re.findall(r"\d+", parts[i + 1])) if i + 1 < len(parts) else ()
         if _WORDY.search(sentence):  # a bare "." after a marker is not a sentence
             out.append((sentence, markers))

@@ -164,13 +164,18 @@ def _shape(line: str) -> str:
 
 
 def _running_shapes(pages: list[list[str]]) -> set[str]:
-    """Shapes of edge lines repeated on at least a third of the pages (and 3 of them)."""
-    with_text = [p for p in pages if any(p)]
-    if len(with_text) < 3:
+    """Shapes of lines repeated at the top (or at the bottom) of at least a third of the pages.
+
+    Counted separately for the top and the bottom edge, and only with 4+ pages of
+    text: in a short document a repeated line cannot be told from content.
+    """
+    with_text = [[line for line in p if line] for p in pages if any(p)]
+    if len(with_text) < 4:
         return set()
-    seen: Counter[str] = Counter()
-    for page in with_text:
-        content = [line for line in page if line]
-        seen.update({_shape(line) for line in content[:EDGE_LINES] + content[-EDGE_LINES:]})
+    top: Counter[str] = Counter()
+    bottom: Counter[str] = Counter()
+    for content in with_text:
+        top.update({_shape(line) for line in content[:EDGE_LINES]})
+        bottom.update({_shape(line) for line in content[-EDGE_LINES:]})
     need = max(3, len(with_text) // 3)
-    return {shape for shape, n in seen.items() if n >= need}
+    return {shape for counts in (top, bottom) for shape, n in counts.items() if n >= need}
