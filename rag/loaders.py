@@ -37,8 +37,10 @@ class Loaded:
     note: str = ""  # e.g. a decoding fallback worth telling the user about
 
 
-def load_file(path: Path, doc_id: str, date: str | None = None) -> Loaded:
-    """One file as a Document; `date` is a sidecar date that overrides what the file says."""
+def load_file(path: Path, doc_id: str, date: str | None = None,
+              repeated: frozenset[str] = frozenset()) -> Loaded:
+    """One file as a Document; `date` is a sidecar date that overrides what the file says;
+    `repeated` lines of an HTML page are site chrome to leave out."""
     data = path.read_bytes()
     if not data.strip():
         raise UnreadableDocumentError("empty file")
@@ -63,7 +65,7 @@ def load_file(path: Path, doc_id: str, date: str | None = None) -> Loaded:
         if note:
             notes.append(note)
         if suffix in HTML_SUFFIXES:
-            text, title, spans, meta = _html_text(text)
+            text, title, spans, meta = _html_text(text, repeated)
             headings = html_headings(spans, text)
             found = _first_date(meta, (dates.dated_line(text), "dated line"),
                                 (dates.from_file_name(path.name), "file name"))
@@ -125,7 +127,7 @@ def _first_line(text: str) -> str:
 _DROP_TAGS = {"script", "style", "noscript", "template", "svg", "iframe", "nav", "form", "button", "select",
               "input", "textarea", "dialog", "head", "canvas", "video", "audio", "object", "embed", "menu"}
 _CHROME = re.compile(r"(^|[\s_-])(cookie|consent|gdpr|banner|skip|breadcrumbs?|share|social|newsletter|subscribe|"
-                     r"sidebar|menu|navbar|site-shell|masthead|pagination|toolbar)($|[\s_-])", re.I)
+                     r"sidebar|menu|navbar|site-shell|masthead|pagination|toolbar|sr-only|btn|button|cta)($|[\s_-])", re.I)
 _BLOCK_TAGS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "li", "ul", "ol", "table",
                "thead", "tbody", "tr", "blockquote", "pre", "dl", "dt", "dd", "figure", "figcaption", "br", "hr",
                "fieldset", "details", "summary", "address", "h5", "h6", "caption"}
@@ -134,13 +136,15 @@ _META_DATES = ("article:modified_time", "article:published_time", "og:updated_ti
                "dcterms.modified", "dcterms.date", "last-modified", "pubdate", "publish-date")
 
 
-def _html_text(html: str) -> tuple[str, str, list[tuple[int, int, int]], tuple[str | None, str]]:
+def _html_text(html: str, repeated: frozenset[str] = frozenset()
+               ) -> tuple[str, str, list[tuple[int, int, int]], tuple[str | None, str]]:
     """Main content as lines, its title, (start, end, level) of its h1-h4 headings, and a date with its source.
 
-    BeautifulSoup with the page's own landmarks: <main>, else the longest <article>,
-    else <body> without its header, footer and asides. Navigation, menus, forms,
-    scripts and anything marked as cookie banner, share bar, sidebar or site shell
-    are dropped wherever they sit.
+    BeautifulSoup over <body>: the site's header and footer (those outside <main>
+    and <article>), navigation, menus, forms, scripts, button-styled links and
+    anything marked as cookie banner, share bar, sidebar or site shell are dropped
+    wherever they sit. ``repeated`` lines (site chrome shared by many pages of a
+    folder, see ``walk_corpus``) are left out too.
     """
     from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
@@ -151,12 +155,9 @@ def _html_text(html: str) -> tuple[str, str, list[tuple[int, int, int]], tuple[s
     for tag in soup.find_all(lambda t: isinstance(t, Tag) and _is_chrome(t)):
         if not tag.decomposed:
             tag.decompose()
-    root = soup.find("main") or max(soup.find_all("article"), key=lambda t: len(t.get_text()), default=None)
-    if root is None:
-        root = soup.body or soup
-        for tag in root.find_all(["header", "footer", "aside"]):
-            if not tag.decomposed:
-                tag.decompose()
+    # The body without its chrome: a page's own lead (an event's date and title) may sit
+    # before <main>, so <main> alone would lose it.
+    root = soup.body or soup
     if meta_date[0] is None:
         time_tag = root.find("time")
         stamp = time_tag.get("datetime") or time_tag.get_text(" ", strip=True) if time_tag else ""
@@ -171,7 +172,7 @@ def _html_text(html: str) -> tuple[str, str, list[tuple[int, int, int]], tuple[s
     def emit(text: str, level: int = 0) -> None:
         nonlocal length
         text = " ".join(text.split())
-        if not text:
+        if not text or text in repeated:
             return
         if lines:
             length += 1  # the "\n" before it
@@ -298,6 +299,7 @@ def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
     root = Path(root)
     sidecar = dates.read_sidecar(root)
     seen_dirs: set[tuple[int, int]] = set()
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
         st = os.stat(dirpath)
         if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop: walk it once only
@@ -306,17 +308,43 @@ def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield _load_one(root, Path(dirpath) / name, sidecar)
+        files.extend(Path(dirpath) / name for name in sorted(filenames) if not name.startswith("."))
+    chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES])
+    for path in files:
+        yield _load_one(root, path, sidecar, chrome.get(path, frozenset()))
 
 
-def _load_one(root: Path, path: Path, sidecar: dict[str, str] | None = None) -> Loaded | Skipped:
+REPEATED_PAGES = 5  # a line on this many pages of a folder is site chrome there (kept on its first page)
+
+
+def _repeated_lines(pages: list[Path]) -> dict[Path, frozenset[str]]:
+    """For each HTML page, the lines it shares with REPEATED_PAGES+ pages of the folder,
+    except on the first page that has them: site chrome is dropped, nothing is lost."""
+    if len(pages) < REPEATED_PAGES:
+        return {}
+    lines_of: dict[Path, set[str]] = {}
+    for page in pages:
+        try:
+            text, _ = _decode(page.read_bytes())
+            lines_of[page] = set(_html_text(text)[0].splitlines())
+        except (OSError, UnreadableDocumentError, ValueError, RecursionError):
+            continue
+    seen: dict[str, list[Path]] = {}
+    for page, lines in lines_of.items():
+        for line in lines:
+            seen.setdefault(line, []).append(page)
+    common = {line: holders for line, holders in seen.items() if len(holders) >= REPEATED_PAGES}
+    return {page: frozenset(line for line, holders in common.items() if page in holders and holders[0] != page)
+            for page in lines_of}
+
+
+def _load_one(root: Path, path: Path, sidecar: dict[str, str] | None = None,
+              repeated: frozenset[str] = frozenset()) -> Loaded | Skipped:
     doc_id = path.relative_to(root).as_posix()
     if path.suffix.lower() not in SUPPORTED:
         return Skipped(doc_id, f"unsupported file type {path.suffix or '(none)'}")
     try:
-        return load_file(path, doc_id, (sidecar or {}).get(doc_id))
+        return load_file(path, doc_id, (sidecar or {}).get(doc_id), repeated)
     except UnreadableDocumentError as exc:
         return Skipped(doc_id, str(exc))
     except FileNotFoundError:

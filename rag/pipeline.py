@@ -20,7 +20,7 @@ from .index import Index
 from .retrieval import Retriever
 from .safety import check as safety_check
 from .types import Answer
-from .updates import annotate, label_text, prefer_recent, reconcile
+from .updates import annotate, date_labels, label_text, prefer_recent, reconcile
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 
@@ -121,7 +121,7 @@ class Pipeline:
                           timings_ms=timings)
         text, citations = compose(chosen, retriever.index)
         citations = annotate(citations, documents)
-        text = label_text(text, citations, labels)
+        text = label_text(text, citations, labels or date_labels(query, citations))
         return Answer(question, text, refused=False, kind="answer", citations=citations,
                       retrieved=tuple(hits), standalone_question=query, timings_ms=timings)
 

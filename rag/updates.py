@@ -12,7 +12,10 @@ Two small pieces that sit beside the answerer rather than inside it:
   for the same thing, answer with both, newest first, each labelled with its
   date ("(2023) ... [1] (2022) ... [2]"). A statement's date is the year it
   names itself ("a record $50 million fine against Kaiser in 2023"), else its
-  document's date.
+  document's date;
+- ``date_labels``: for "when" and present-tense questions, each quote opens with
+  its document's date ("(Aug 7, 2026) Our bargaining team declared impasse"),
+  so an answer says how current it is.
 """
 from __future__ import annotations
 
@@ -120,6 +123,19 @@ def reconcile(question: str, chosen: Sequence[Any], ranked: Sequence[Any],
     merged += [s for s in chosen[1:] if s is not rival and not _same_doc_overlap(s, merged)][:max(0, limit - 2)]
     labels = {pos: display(dates[i]) for pos, i in enumerate(order) if dates[i]}
     return merged, labels
+
+
+_WHEN = re.compile(r"\bwhen\b|\bwhat (date|day)\b|\bhow long ago\b", re.I)
+
+
+def date_labels(question: str, citations: Sequence[Citation]) -> dict[int, str]:
+    """{position: date} for quotes to open with their document's date: only for questions about
+    the present or asking "when", and only where the quote does not state a full date itself."""
+    if not (is_about_present(question) or _WHEN.search(question)):
+        return {}
+    from .dates import parse_date
+
+    return {pos: display(c.date) for pos, c in enumerate(citations) if c.date and not parse_date(c.quote)}
 
 
 def label_text(text: str, citations: Sequence[Citation], labels: dict[int, str]) -> str:
