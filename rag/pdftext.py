@@ -124,7 +124,10 @@ def _starts_block(prev: str, line: str, width: float) -> bool:
     ended = bool(_TERMINAL.search(prev))
     if ended and (_LIST_ITEM.match(line) or _SECTION_START.match(line)):
         return True
-    # A sentence that stops well short of the margin ends its paragraph.
+    # A sentence that stops well short of the margin ends its paragraph; a short line
+    # with no punctuation before a capitalised one is a title ("Strike FAQ").
+    if not ended and len(prev) < 0.5 * width and line[:1].isupper() and not prev.endswith((",", "-", "–", "—", "(")):
+        return True
     return ended and len(prev) < 0.8 * width
 
 
