@@ -57,7 +57,7 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
                          "ha{} no text layer (scanned?); {} skipped".format(
                              "ve" if len(empty) > 1 else "s", "they were" if len(empty) > 1 else "it was"))
         headings = text_headings(text)
-        title = title or _pdf_title(text, headings)
+        title = title or _pdf_title(text) or re.sub(r"[_-]+", " ", path.stem)
         found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
                             (meta_date, "PDF metadata"))
     else:
@@ -278,19 +278,21 @@ def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str, str | None, list[
     return rebuilt.text, pages, meta_title, meta_date, empty
 
 
+_TOC_ENTRY = re.compile(r"(\.\s?){4,}\s*[0-9ivxlc]+\s*$", re.I)
 _FILE_NAME = re.compile(r"\.(pdf|docx?|odt|rtf|txt|pages|indd|xlsx?|pptx?)\s*$|^microsoft word\b|^untitled\b", re.I)
 
 
-def _pdf_title(text: str, headings) -> str:
+def _pdf_title(text: str) -> str:
     """The first real heading: the document's opening line(s), joined until they say something."""
-    lines = [line.strip().rstrip("*") for line in text[:1000].splitlines() if line.strip()]
+    lines = [line.strip().rstrip("*") for line in text[:3000].splitlines()
+             if line.strip() and not _TOC_ENTRY.search(line) and line.strip().casefold() != "table of contents"]
     title = ""
     for line in lines[:4]:
         title = f"{title} {line}".strip()
         if len(re.findall(r"[A-Za-z]{3,}", title)) >= 3:
             break
-    if headings and not title:
-        title = headings[0].title
+    if re.match(r"(article|section|appendix)\b", title, re.I):
+        return ""  # the contents start at once: no cover title to take
     return title[:200]
 
 
