@@ -11,11 +11,14 @@ export GRADIO_ANALYTICS_ENABLED := False
 run: $(STAMP) index
 	$(PY) app.py
 
-# The eval gate runs on its own index of the shipped corpus, so tests never touch index/.
+# The eval gates run on their own indexes (the shipped corpus; SEIU 503's real documents in
+# ../shared), so tests never touch index/.
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 	$(VENV)/bin/rag ingest corpus --index .cache/eval-index
 	$(VENV)/bin/rag eval eval/questions.jsonl --index .cache/eval-index --out .cache/eval-results.jsonl --report .cache/eval-report.html
+	$(VENV)/bin/rag ingest ../shared/corpora/seiu503-higher-ed --index .cache/seiu503-index
+	$(VENV)/bin/rag eval eval/seiu503.jsonl --index .cache/seiu503-index --out .cache/seiu503-results.jsonl --report .cache/seiu503-report.html --thresholds eval/seiu503-thresholds.json
 
 setup: $(STAMP)
 

@@ -162,7 +162,7 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
         doc = index.documents[chunk.doc_id]
         for row, start, end in index.sentences_of(index.row_of(chunk)):
             text = doc.text[start:end]
-            if row in seen or not _informative(text, doc.title):
+            if row in seen or not _informative(text, doc.title) or doc.is_heading(start, end):
                 continue
             seen.add(row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+from .structure import chunk_section, section_breaks
 from .types import Chunk, Document
 
 TokenCounter = Callable[[str], int]
@@ -82,15 +83,19 @@ def chunk_document(
     """
     if max_tokens <= 0 or overlap_tokens < 0 or overlap_tokens >= max_tokens:
         raise ValueError(f"need 0 <= overlap ({overlap_tokens}) < max_tokens ({max_tokens})")
-    regions = [(p.start, p.end) for p in doc.pages] or [(0, len(doc.text))]
+    # A chunk never runs from one article (or top-level section) into the next;
+    # it may run over a page break, as the sentences themselves do.
+    cuts = sorted({0, *section_breaks(doc.headings), len(doc.text)})
+    regions = [(a, b) for a, b in zip(cuts, cuts[1:]) if doc.text[a:b].strip()]
     spans: list[tuple[int, int]] = []
-    for start, end in regions:  # never let a chunk straddle two pages
+    for start, end in regions:
         sentences = _fit_sentences(doc.text, split_sentences(doc.text, start, end), count_tokens, max_tokens)
         spans.extend(_group(doc.text, sentences, count_tokens, max_tokens, overlap_tokens))
     if hard_limit is not None:
         spans = [s for span in spans for s in _enforce(doc.text, span, hard_limit)]
     return [
-        Chunk(f"{doc.doc_id}:{i}", doc.doc_id, doc.title, doc.text[a:b], a, b, doc.page_at(a))
+        Chunk(f"{doc.doc_id}:{i}", doc.doc_id, doc.title, doc.text[a:b], a, b, doc.page_at(a),
+              chunk_section(doc.headings, doc.text, a, b))
         for i, (a, b) in enumerate(spans)
     ]
 

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, help="results JSONL (default eval/results.jsonl)")
     ev.add_argument("--report", type=Path, help="HTML report (default eval/report.html)")
     ev.add_argument("--thresholds", type=Path, help="gate thresholds (default eval/thresholds.json)")
+    ev.add_argument("--split", choices=("dev", "heldout"), help="score only the questions of this split")
     ev.set_defaults(run=_eval)
 
     bench = sub.add_parser("bench-retrieval", help="nDCG@10 / recall@100 on a BEIR dataset")
@@ -103,6 +104,7 @@ def _ingest(args, settings: Settings) -> int:
 
 
 def _ask(args, settings: Settings) -> int:
+    from .dates import display
     from .pipeline import Pipeline
 
     if args.top_k is not None and args.top_k <= 0:
@@ -122,7 +124,9 @@ def _ask(args, settings: Settings) -> int:
         print("\nClosest passages:")
     for c in shown:
         page = f", page {c.page}" if c.page else ""
-        print(f"\n[{c.n}] {c.title} ({c.doc_id}{page}, chars {c.start}-{c.end})\n    > {c.quote}")
+        where = " · ".join(p for p in (c.section, display(c.date)) if p)
+        print(f"\n[{c.n}] {c.title} ({c.doc_id}{page}, chars {c.start}-{c.end})"
+              + (f"\n    {where}" if where else "") + f"\n    > {c.quote}")
     return 0
 
 

@@ -28,8 +28,9 @@ DEFAULT_REPORT = Path("eval/report.html")
 DEFAULT_THRESHOLDS = Path("eval/thresholds.json")
 
 _REQUIRED = {"id": str, "question": str, "answerable": bool, "answers": list, "sources": list}
-_OPTIONAL = {"history": list, "category": str}
+_OPTIONAL = {"history": list, "category": str, "split": str}
 _ROLES = ("user", "assistant")
+SPLITS = ("dev", "heldout")  # tune on dev; score heldout only at the end
 
 
 # ── loading ──────────────────────────────────────────────────────────────────
@@ -85,6 +86,8 @@ def _parse_line(line: str, number: int) -> EvalItem:
     for key in ("id", "question", "category"):
         if key in row and not row[key].strip():
             raise ValueError(f"{key!r} is empty")
+    if row.get("split", "dev") not in SPLITS:
+        raise ValueError(f"'split' must be one of {', '.join(map(repr, SPLITS))}, got {row['split']!r}")
     for key in ("answers", "sources"):
         if not all(isinstance(x, str) and x.strip() for x in row[key]):
             raise ValueError(f"{key!r} must be a list of non-empty strings")
@@ -99,7 +102,8 @@ def _parse_line(line: str, number: int) -> EvalItem:
             raise ValueError(f"history turn {i} must be {{\"role\": \"user\"|\"assistant\", \"content\": str}}")
     return EvalItem(id=row["id"], question=row["question"], answerable=row["answerable"],
                     answers=tuple(row["answers"]), sources=tuple(row["sources"]),
-                    history=tuple(history), category=row.get("category", "uncategorized"), line=number)
+                    history=tuple(history), category=row.get("category", "uncategorized"),
+                    split=row.get("split", ""), line=number)
 
 
 _JSON_NAME = {str: "string", bool: "boolean", list: "list"}
@@ -182,6 +186,10 @@ def run_cli(args, settings: Settings) -> int:
     out = Path(args.out) if args.out else settings.path(DEFAULT_OUT)
     report = Path(args.report) if args.report else settings.path(DEFAULT_REPORT)
     items = load_questions(eval_file)  # fail on a bad file before loading the model
+    if getattr(args, "split", None):
+        items = [item for item in items if item.split == args.split]
+        if not items:
+            raise EvalFileError(f"{eval_file} has no questions with split {args.split!r}")
     thresholds_path = Path(args.thresholds) if args.thresholds else settings.path(DEFAULT_THRESHOLDS)
     if args.thresholds or thresholds_path.exists():
         thresholds = load_thresholds(thresholds_path)

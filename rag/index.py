@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import IndexCorruptError, IndexFormatError, IndexNotFoundError
 from .lexical import LexicalIndex
-from .types import Chunk, Document, Page
+from .types import Chunk, Document, Heading, Page
 
 FORMAT = "strike-qa-index v2"
 # Formats this version reads no more, and why; `rag ingest` rebuilds them.
@@ -70,6 +70,7 @@ class Manifest:
     corpus_roots: list[str] = field(default_factory=list)
     dense: dict = field(default_factory=dict)  # dense index type and its parameters (dense_spec)
     sentences: int = 0  # rows of the sentence table
+    dates: dict = field(default_factory=dict)  # doc_id -> {"date": ISO date or None, "source": where from}
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class Index:
 
         stored = np.asarray(vectors, dtype=np.float16).reshape(len(chunks), manifest.dim)
         dense = build_dense(stored, manifest.dense or dense_spec(len(chunks)))
-        lexical = LexicalIndex.build([f"{c.title}\n{c.text}" for c in chunks])
+        lexical = LexicalIndex.build([f"{c.title}\n{c.section}\n{c.text}" for c in chunks])
         idf = Idf(*idf_table(c.text for c in chunks))
         return cls(manifest, documents, chunks, dense, lexical, stored, sentences, idf)
 
@@ -308,11 +309,13 @@ def remove_stale_temp(index_dir: Path) -> None:
 def _doc_json(d: Document) -> dict:
     row = asdict(d)
     row["pages"] = [asdict(p) for p in d.pages]
+    row["headings"] = [asdict(h) for h in d.headings]
     return row
 
 
 def _doc_from_json(row: dict) -> Document:
-    return Document(**{**row, "pages": tuple(Page(**p) for p in row["pages"])})
+    return Document(**{**row, "pages": tuple(Page(**p) for p in row["pages"]),
+                       "headings": tuple(Heading(**h) for h in row.get("headings", ()))})
 
 
 def _write_json(path: Path, obj) -> None:

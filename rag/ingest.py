@@ -5,7 +5,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class IngestReport:
     sentences_embedded: int = 0  # answer sentences sent to the model
     seconds: float = 0.0
     version: str = ""
+    roots: list[str] = field(default_factory=list)  # absolute corpus folders, in order
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
@@ -67,12 +68,20 @@ def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]
         for item in walk_corpus(Path(root)):
             if isinstance(item, Skipped):
                 report.skipped.append(item)
-            elif item.document.doc_id in docs:
-                report.skipped.append(Skipped(item.document.doc_id, f"duplicate doc id (also in an earlier folder), {root}"))
-            else:
-                docs[item.document.doc_id] = item.document
-                if item.note:
-                    report.notes.append((item.document.doc_id, item.note))
+                continue
+            doc = item.document
+            if doc.doc_id in docs:
+                # The same relative path in a later folder: prefix its folder's name, so
+                # both stay (ids stay stable for the same folders in the same order).
+                doc = replace(doc, doc_id=f"{Path(root).resolve().name}/{doc.doc_id}")
+                if doc.doc_id in docs:
+                    report.skipped.append(Skipped(doc.doc_id, f"duplicate doc id (also in an earlier folder), {root}"))
+                    continue
+                report.notes.append((doc.doc_id, f"also in an earlier folder; indexed as {doc.doc_id}"))
+            docs[doc.doc_id] = doc
+            if item.note:
+                report.notes.append((doc.doc_id, item.note))
+    report.roots = [str(Path(root).resolve()) for root in corpus_dirs]
     return list(docs.values()), report
 
 
@@ -169,7 +178,7 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
             offsets.append(len(ids))
     matrix = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dim), np.float16)
     sentence_vectors = np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float16)
-    texts = [chunks[r].text for r in fresh_chunks] + [t for _, t in fresh_sentences]
+    texts = [embedding_text(chunks[r]) for r in fresh_chunks] + [t for _, t in fresh_sentences]
     if texts:
         with _progress_bar(len(fresh_chunks), len(fresh_sentences), progress) as tick:
             embedded = embed_all(embedder, texts, settings.batch_size, tick)
@@ -180,6 +189,12 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     table = SentenceTable(np.array(spans, np.int64).reshape(-1, 2), sentence_vectors,
                           np.array(offsets, np.int64), np.array(ids, np.int64))
     return chunks, matrix, table
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What is embedded for a chunk: its heading path, then its text, so "accrual" under
+    "Sick Leave" is near a question about sick leave."""
+    return f"{chunk.section}\n{chunk.text}" if chunk.section else chunk.text
 
 
 def _manifest(embedder, reusable, chunking, documents, n_chunks, n_sentences, roots) -> Manifest:
@@ -196,12 +211,19 @@ def _manifest(embedder, reusable, chunking, documents, n_chunks, n_sentences, ro
         corpus_roots=list(roots),
         dense=index_store.dense_spec(n_chunks),
         sentences=n_sentences,
+        dates={d.doc_id: {"date": d.date, "source": d.date_source} for d in documents},
     )
 
 
 def _chunking_settings(settings: Settings) -> dict:
     return {"model": settings.model, "encoding": settings.encoding,
-            "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap_tokens}
+            "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap_tokens,
+            "text": TEXT_VERSION}
+
+
+# Bump when loaders/chunking change the text, headings or chunks of an unchanged file:
+# 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates.
+TEXT_VERSION = 2
 
 
 def _installed(package: str) -> bool:

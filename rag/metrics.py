@@ -38,7 +38,7 @@ DEFINITIONS = {
     "citation_recall": "ALCE-style, extractive: every answer that was not refused is taken piece by piece "
                        "(the answer's ordered (text, citation) pieces). A piece is supported when its citation's "
                        "quote contains its text (case- and whitespace-insensitive). Share of supported pieces; "
-                       "a piece with no citation is unsupported.",
+                       "a date label piece (\"(2023)\") is ours, not a claim, and is skipped; other text with no citation is unsupported.",
     "refusal_precision": "Of the questions the bot refused, the share that were unanswerable.",
     "refusal_recall": "Of the unanswerable questions, the share the bot refused.",
     "latency_p50_ms": "Median time of Pipeline.ask per question, in ms (the result's latency_ms).",
@@ -53,6 +53,8 @@ DENOMINATORS = {
 }
 
 _WORDY = re.compile(r"\w")
+# "(Aug 7, 2026) " / "(2022) ": the date label opening a quote when dated sources disagree (rag.updates).
+_DATE_LABEL = re.compile(r"^\((?:[A-Z][a-z]{2} \d{1,2}, )?\d{4}\)\s+")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class EvalItem:
     sources: tuple[str, ...] = ()
     history: tuple[dict, ...] = ()
     category: str = "uncategorized"
+    split: str = ""  # "dev" | "heldout" | "" (unsplit)
     line: int = 0  # where it came from, for error messages
 
 
@@ -144,7 +147,8 @@ def answer_is_correct(item: EvalItem, result: dict) -> bool:
 def unsupported_sentences(result: dict) -> tuple[int, list[str]]:
     """(pieces, those not supported by the quote they cite) for an answer that was given."""
     quotes = {c["n"]: normalize(c["quote"]) for c in result.get("citations", [])}
-    pieces = [p for p in result.get("pieces", []) if _WORDY.search(p["text"])]
+    pieces = [p for p in result.get("pieces", [])
+              if _WORDY.search(p["text"]) and not (p["n"] is None and _DATE_LABEL.match(p["text"] + " "))]
     bad = [p["text"] for p in pieces if not (p["n"] in quotes and normalize(p["text"]) in quotes[p["n"]])]
     return len(pieces), bad
 

@@ -21,6 +21,7 @@ from .retrieval import Retriever
 from .crisis import CrisisDetector, CrisisHead
 from .safety import SENSITIVE, screen
 from .types import Answer
+from .updates import annotate, date_labels, label_pieces, label_text, prefer_recent, reconcile
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -122,17 +123,24 @@ class Pipeline:
         timings["embed"] = _ms(t)
         t = time.perf_counter()
         hits = retriever.search(query, top_k or self.settings.top_k, vector=vector)
+        hits = prefer_recent(query, hits, retriever.index.documents, self.settings.recency_boost)
         timings["retrieve"] = _ms(t)
         t = time.perf_counter()
         ranked = self.answerer.rank(query, hits, retriever.index, vector,
                                     focus=question if query != question else None)
         chosen = self.answerer.select(ranked)
+        chosen, labels = reconcile(query, chosen, ranked, retriever.index.documents,
+                                   min_score=self.answerer.min_score)
         timings["answer"] = _ms(t)
+        documents = retriever.index.documents
         if not chosen:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
-                          related=related(ranked), standalone_question=query, timings_ms=timings,
-                          notice=notice, contact=self.contact)
+                          related=annotate(related(ranked), documents), standalone_question=query,
+                          timings_ms=timings, notice=notice, contact=self.contact)
         text, citations, pieces = compose(chosen, retriever.index)
+        citations = annotate(citations, documents)
+        labels = labels or date_labels(query, citations)
+        text, pieces = label_text(text, citations, labels), label_pieces(pieces, citations, labels)
         return Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
                       retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice)
 

@@ -2,29 +2,44 @@
 
 A doc id comes from a URL, so it is trusted only after two checks: it must name a
 document in the live index, and its real path (symlinks resolved) must lie inside
-the corpus folder. Anything else is "not found", with no hint of what exists.
+one of the corpus folders the index was built from. Anything else is "not found", with no hint of what exists.
 """
 from __future__ import annotations
 
 from html import escape
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
 from .types import Citation, Document
 
 
-def corpus_file(corpus_dir: Path, documents: dict[str, Document], doc_id: str) -> Path | None:
-    """The indexed file for doc_id, or None if it is unknown or resolves outside the corpus."""
+def corpus_file(roots: Path | Iterable[Path], documents: dict[str, Document], doc_id: str) -> Path | None:
+    """The indexed file for doc_id, or None if it is unknown or resolves outside every corpus folder.
+
+    ``roots`` are the folders the index was built from (its manifest records them);
+    a document is looked up where it was read from, so ids from any folder work.
+    """
     if doc_id not in documents or "\x00" in doc_id:
         return None
-    root = Path(corpus_dir).resolve()
-    try:
-        path = (root / doc_id).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing file, symlink loop
-        return None
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    resolved = []
+    for root in roots:
+        try:
+            resolved.append(Path(root).resolve())
+        except (OSError, RuntimeError):
+            continue
+    recorded = documents[doc_id].source
+    candidates = [Path(recorded)] if recorded else []
+    candidates += [root / doc_id for root in resolved]
+    for candidate in candidates:
+        try:
+            path = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing file, symlink loop
+            continue
+        if path.is_file() and any(path.is_relative_to(root) for root in resolved):
+            return path
+    return None
 
 
 def source_url(c: Citation) -> str:

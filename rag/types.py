@@ -17,6 +17,16 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Heading:
+    """A heading's own span in its document's text and its place in the outline."""
+
+    start: int
+    end: int
+    level: int  # 1 = top (an Article, an h1/h2), deeper numbers nest under it
+    title: str  # as shown in a section path, e.g. "Article 36 Sick Leave"
+
+
+@dataclass(frozen=True)
 class Document:
     doc_id: str  # path relative to the corpus folder, e.g. "strike-faq.pdf"
     title: str
@@ -24,12 +34,25 @@ class Document:
     content_hash: str  # sha256 of the source bytes: the key for incremental re-indexing
     pages: tuple[Page, ...] = ()
     source: str = ""  # absolute path it was read from, if any
+    headings: tuple[Heading, ...] = ()  # in text order
+    date: str | None = None  # ISO date (YYYY-MM-DD) the document states or carries; None when unknown
+    date_source: str = ""  # where the date came from, e.g. "<time> tag", "dated line", "file name"
 
     def page_at(self, offset: int) -> int | None:
         for page in self.pages:
             if page.start <= offset < page.end:
                 return page.number
         return None
+
+    def section_at(self, offset: int) -> str:
+        """The heading path over offset, e.g. "Article 36 Sick Leave > Section 2"; "" when none."""
+        from .structure import section_path
+
+        return section_path(self.headings, offset)
+
+    def is_heading(self, start: int, end: int) -> bool:
+        """Whether text[start:end] lies within one heading (a heading never answers alone)."""
+        return any(h.start <= start and end <= h.end for h in self.headings)
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,7 @@ class Chunk:
     start: int
     end: int
     page: int | None
+    section: str = ""  # heading path at the chunk's start: searched along with the text
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,8 @@ class Citation:
     quote: str
     start: int
     end: int
+    section: str = ""  # heading path at the quote, e.g. "Article 36 Sick Leave > Section 2"
+    date: str | None = None  # the document's ISO date, when known
 
 
 @dataclass(frozen=True)
@@ -142,4 +168,5 @@ def _citation_json(c: Citation) -> dict:
     return {
         "n": c.n, "doc_id": c.doc_id, "title": c.title, "page": c.page,
         "chunk_id": c.chunk_id, "quote": c.quote, "start": c.start, "end": c.end,
+        "section": c.section, "date": c.date,
     }

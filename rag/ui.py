@@ -18,6 +18,7 @@ from .errors import RagError
 from .feedback import FeedbackStore
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
+from .dates import display
 from .sources import file_url, source_url
 from .types import Answer, Citation, Contact, Piece
 
@@ -86,6 +87,8 @@ def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
         page = f", page {c.page}" if c.page else ""
         pdf = f" · [PDF{page}]({url})" if (url := file_url(c)) else ""
         quote = c.quote if c.quote[:1] in "“\"‘'" else f"“{c.quote}”"  # some quotes bring their own
+        where = ", ".join(p for p in (c.section, display(c.date)) if p)
+        page += f" ({md_escape(where)})" if where else ""
         lines.append(f"\n\n**{c.n}.** *{md_escape(c.title)}*{page} — {md_escape(quote)} "
                      f"[Open passage]({source_url(c)}){pdf}")
     return "".join(lines)

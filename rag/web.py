@@ -29,6 +29,11 @@ SOURCE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; base-
               "form-action 'none'; frame-ancestors 'self'")
 
 
+def corpus_roots(settings: Settings, pipeline: Pipeline) -> list[Path]:
+    """The folders the live index was built from (its manifest), else the configured corpus folder."""
+    return [Path(r) for r in pipeline.index.manifest.corpus_roots] or [settings.corpus_dir]
+
+
 def web_router(settings: Settings, pipeline: Pipeline) -> APIRouter:
     router = APIRouter()
     widget_html = (STATIC_DIR / "widget.html").read_text(encoding="utf-8")
@@ -49,7 +54,7 @@ def web_router(settings: Settings, pipeline: Pipeline) -> APIRouter:
     def source(doc_id: str, start: int | None = Query(None, ge=0),
                end: int | None = Query(None, ge=0)) -> Response:
         documents = pipeline.index.documents
-        if corpus_file(settings.corpus_dir, documents, doc_id) is None:
+        if corpus_file(corpus_roots(settings, pipeline), documents, doc_id) is None:
             return PlainTextResponse(NOT_FOUND, status_code=404)
         return HTMLResponse(render_source(documents[doc_id], start, end),
                             headers={"Content-Security-Policy": SOURCE_CSP})
@@ -58,7 +63,7 @@ def web_router(settings: Settings, pipeline: Pipeline) -> APIRouter:
     def original(doc_id: str) -> Response:
         # Only PDFs: an HTML file from the corpus served from our origin could
         # run its own scripts; its text is readable through /source instead.
-        path = corpus_file(settings.corpus_dir, pipeline.index.documents, doc_id)
+        path = corpus_file(corpus_roots(settings, pipeline), pipeline.index.documents, doc_id)
         if path is None or path.suffix.lower() != ".pdf":
             return PlainTextResponse(NOT_FOUND, status_code=404)
         return FileResponse(path, media_type="application/pdf", content_disposition_type="inline",

@@ -49,17 +49,23 @@ def test_long_unbroken_text_is_split_to_the_embedders_limit(embedder):
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
 
 
-def test_pdf_chunks_never_straddle_pages(tmp_path, embedder):
+def test_pdf_chunks_carry_the_page_they_start_on_and_keep_sentences_whole(tmp_path, embedder):
     from tests.pdfs import text_pdf
 
-    pages = ["\n".join(f"Page {p} line {i} about staffing levels." for i in range(30)) for p in (1, 2, 3)]
+    # Each page ends mid-sentence: the sentence goes on at the top of the next page.
+    pages = ["\n".join(f"Page {p} line {i} about staffing levels." for i in range(30)) + "\nThe staffing plan for"
+             for p in (1, 2, 3)]
+    pages = [page if p == 0 else "continues here.\n" + page for p, page in enumerate(pages)]
     doc = load_file(text_pdf(tmp_path / "c.pdf", pages), "c.pdf").document
     chunks = chunk_document(doc, tiktoken_counter(), 100, 20, hard_limit=embedder.overflow)
     assert {c.page for c in chunks} == {1, 2, 3}
     for c in chunks:
-        page = doc.pages[c.page - 1]
-        assert page.start <= c.start and c.end <= page.end
-        assert f"Page {c.page} " in c.text
+        assert doc.text[c.start:c.end] == c.text
+        assert c.page == doc.page_at(c.start)
+    wrapped = doc.text.index("The staffing plan for continues here.")
+    assert doc.page_at(wrapped) == 1 and doc.page_at(doc.text.index("continues here.", wrapped)) == 2
+    assert any("The staffing plan for continues here." in c.text for c in chunks)
+
 
 
 def test_bad_chunk_settings_are_refused():

@@ -181,6 +181,8 @@
       var item = el("li");
       item.value = c.n;
       item.append(link(sourceUrl(c), c.title + (c.page ? ", page " + c.page : "")));
+      var where = [c.section, shortDate(c.date)].filter(Boolean).join(" \u00b7 ");
+      if (where) item.append(el("span", "where", " (" + where + ")"));
       // Some quotes open with their own quotation mark; don't double it.
       var quote = /^["\u201c\u2018']/.test(c.quote) ? c.quote : "\u201c" + c.quote + "\u201d";
       item.append(el("span", "quote", quote));
@@ -210,6 +212,15 @@
     a.target = "_blank";
     a.rel = "noopener";
     return a;
+  }
+
+  // "2026-08-07" -> "Aug 7, 2026"; "2022" stays "2022". Fixed English, like the server's.
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function shortDate(iso) {
+    var m = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$/.exec(iso || "");
+    if (!m) return "";
+    if (!m[2]) return m[1];
+    return MONTHS[+m[2] - 1] + (m[3] ? " " + (+m[3]) + "," : "") + " " + m[1];
   }
 
   function sourceUrl(c) {

@@ -1,0 +1,254 @@
+"""Real union documents: PDF paragraphs, headings and section paths, HTML main content, dates,
+updates that supersede older figures, and several corpus folders served end to end."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag import dates
+from rag.chunking import chunk_document
+from rag.config import Settings
+from rag.embedding import tiktoken_counter
+from rag.ingest import ingest
+from rag.loaders import Loaded, Skipped, load_file, walk_corpus
+from rag.pdftext import rebuild
+from rag.structure import text_headings
+from rag.updates import figures, is_about_present
+from tests.pdfs import text_pdf
+
+ROOT = Path(__file__).resolve().parent.parent
+# ../shared holds the real corpora; STRIKE_QA_SHARED points elsewhere (e.g. from a git worktree).
+SHARED = Path(os.environ.get("STRIKE_QA_SHARED", ROOT.parent / "shared"))
+SEIU = SHARED / "corpora" / "seiu503-higher-ed"
+needs_shared = pytest.mark.skipif(not SEIU.is_dir(), reason=f"{SEIU} not found (the shared corpora)")
+
+
+# ── PDF text ────────────────────────────────────────────────────────────────
+
+def _contract_pages() -> list[str]:
+    body = [
+        "ARTICLE 36: SICK LEAVE\n \nSection 1. Accrual. Full time employees shall accrue eight (8) hours of sick\n"
+        "leave with pay credits for each full month they are in pay status. Employees who are in pay\n"
+        "status for less than a full month shall accrue sick leave on a prorated basis.\n \n"
+        "(A) Certification of an attending physician may be required within fifteen (15) calendar\n"
+        "days of the request.\n \nSection 2. Use. Sick leave may be used for the employee's illness and the negoti-\n"
+        "ations shall not limit the 90-\nday notice. Sick leave may be used for the",
+        "illness of a family member, as defined in this Article, and for medical appointments.\n \n"
+        "ARTICLE 37: BEREAVEMENT LEAVE\n \nEmployees shall be eligible for a maximum of four (4) work days\n"
+        "of paid bereavement leave. Such negotiations shall commence promptly.",
+        "ARTICLE 38: HOLIDAYS\n \nSection 1. The following holidays shall be recognized:\n \n(A) New Year's Day;\n \n"
+        "(B) Juneteenth on June 19;\n \n(C) Labor Day.",
+        "ARTICLE 39: LEAVES WITH PAY\n \nSection 1. Jury duty leave is paid at the regular straight time rate.",
+    ]
+    # Running header and footer with a page number, as a word processor prints them.
+    return [f" \n{n + 1} \n \nOPU/SEIU 2022-2026 Agreement\n{page}\nRevised {2022 + n}-01-01 Collective Bargaining Agreement\n"
+            for n, page in enumerate(body)]
+
+
+def test_pdf_pages_become_paragraphs_without_running_headers():
+    result = rebuild(_contract_pages())
+    text = result.text
+    assert "OPU/SEIU" not in text and "Revised" not in text  # header and footer, on every page
+    assert "\n1 \n" not in text and not text.startswith("1")  # page numbers
+    # Wrapped lines are one paragraph; the sentence over the page break stays whole.
+    assert "accrue eight (8) hours of sick leave with pay credits for each full month" in text
+    assert "Sick leave may be used for the illness of a family member" in text
+    # Line-end hyphens: rejoined where the document spells the word whole, kept where real.
+    assert "negotiations shall not limit" in text and "90-day notice" in text
+    # Headings and list items keep their own lines.
+    assert "\nARTICLE 37: BEREAVEMENT LEAVE\n" in text
+    assert "\n(B) Juneteenth on June 19;\n" in text
+    # The page of every character is known.
+    starts = result.page_starts
+    assert len(starts) == 4 and text[starts[1]:].startswith("illness of a family member")
+    assert text[starts[2]:].startswith("ARTICLE 38")
+
+
+def test_real_pdf_keeps_exact_offsets_pages_and_a_heading_title(tmp_path):
+    pdf = text_pdf(tmp_path / "cba.pdf", _contract_pages(), title="Table of Contents_updated.pdf")
+    loaded = load_file(pdf, "cba.pdf")
+    doc = loaded.document
+    assert doc.title != "Table of Contents_updated.pdf" and "Table of Contents" not in doc.title
+    assert "OPU/SEIU" not in doc.text
+    at = doc.text.index("illness of a family member")
+    assert doc.page_at(at) == 2 and doc.page_at(doc.text.index("Juneteenth")) == 3
+    assert doc.section_at(doc.text.index("prorated basis")) == "Article 36 Sick Leave > Section 1 Accrual"
+    assert doc.section_at(doc.text.index("Juneteenth")) == "Article 38 Holidays > Section 1"
+    chunks = chunk_document(doc, tiktoken_counter(), 60, 10)
+    for c in chunks:
+        assert doc.text[c.start:c.end] == c.text and c.page == doc.page_at(c.start)
+    bereavement = next(c for c in chunks if "four (4) work days" in c.text)
+    assert bereavement.section == "Article 37 Bereavement Leave"
+    assert not any("ARTICLE 37" in c.text and "ARTICLE 36" in c.text for c in chunks)  # never across articles
+    # The "Revised" footer went with the running footer; reportlab stamps the file's metadata date.
+    assert doc.date_source == "PDF metadata" and dates.parse_date(doc.date)
+
+
+def test_a_pdf_page_without_text_is_a_warning_naming_file_and_page(tmp_path):
+    pdf = text_pdf(tmp_path / "scan.pdf", ["Strike pay starts in week two.", "", "Pickets meet at 7 am."])
+    loaded = load_file(pdf, "scan.pdf")
+    assert "page 2 of scan.pdf has no text layer" in loaded.note
+    assert "Pickets meet at 7 am." in loaded.document.text
+
+
+# ── headings ────────────────────────────────────────────────────────────────
+
+def test_contract_and_markdown_headings():
+    text = ("ARTICLE 10\nOVERTIME\nSection 1. Emergency Call Back Overtime. Paid at time and one half.\n"
+            "Section 2(A). Regular overtime is paid weekly.\n"
+            "Article 19 - Discrimination grievance which is appealed to BOLI the appeal, if pursued, is heard.\n")
+    heads = text_headings(text)
+    assert [(h.level, h.title) for h in heads] == [
+        (1, "Article 10 Overtime"), (2, "Section 1 Emergency Call Back Overtime"), (2, "Section 2(A)")]
+    assert text[heads[1].start:heads[1].end] == "Section 1. Emergency Call Back Overtime."
+    md = "# Strike FAQ\n\nIntro.\n\n## Pay\n\nStrike pay is $300 a week.\n"
+    assert [(h.level, h.title) for h in text_headings(md, markdown=True)] == [(1, "Strike FAQ"), (2, "Pay")]
+
+
+# ── HTML ────────────────────────────────────────────────────────────────────
+
+PAGE = """<!doctype html><html><head><title>Impasse declared - SEIU Local 503</title>
+<meta property="article:published_time" content="2026-08-07T09:00:00-07:00"><script>var x = "strike";</script></head>
+<body><header class="site"><nav><a href="/">Home</a><a href="/strike">Strike info</a></nav></header>
+<div class="cookie-banner">We use cookies. Accept strike cookies?</div>
+<main><article><header><h1>Bargaining team declares impasse</h1><time datetime="2026-08-07">Aug 7</time></header>
+<p>Our team declared impasse after mediation on August 5 and 6.</p>
+<h2>What it means</h2><p>Impasse preserves our right to strike.</p>
+<table><tr><td>Up to 10 weeks</td><td>of unemployment benefits</td></tr></table>
+<aside class="share-bar">Share on Facebook</aside></article></main>
+<footer>© 2026 SEIU Local 503 · Strike resources · Privacy</footer></body></html>"""
+
+
+def test_html_keeps_main_content_headings_and_date(tmp_path):
+    path = tmp_path / "impasse.html"
+    path.write_text(PAGE)
+    doc = load_file(path, "impasse.html").document
+    for chrome in ("Home", "cookies", "Facebook", "Privacy", "var x"):
+        assert chrome not in doc.text
+    assert doc.text.splitlines()[0] == "Bargaining team declares impasse"
+    assert "Up to 10 weeks — of unemployment benefits" in doc.text
+    assert doc.title == "Impasse declared"
+    assert doc.date == "2026-08-07" and doc.date_source == "<meta article:published_time>"
+    assert [(h.level, h.title) for h in doc.headings] == [(1, "Bargaining team declares impasse"), (2, "What it means")]
+    assert doc.section_at(doc.text.index("preserves")) == "Bargaining team declares impasse > What it means"
+    assert doc.is_heading(doc.text.index("What it means"), doc.text.index("What it means") + 13)
+
+
+def test_a_broken_html_page_is_skipped_with_a_reason(tmp_path):
+    (tmp_path / "good.html").write_text(PAGE)
+    (tmp_path / "broken.html").write_bytes(b"<html>\x00\x01\x02 not really html")
+    (tmp_path / "chrome-only.html").write_text("<html><body><nav>Home Strike</nav></body></html>")
+    results = {getattr(r, "path", None) or r.document.doc_id: r for r in walk_corpus(tmp_path)}
+    assert isinstance(results["good.html"], Loaded)
+    assert isinstance(results["broken.html"], Skipped) and "binary" in results["broken.html"].reason
+    assert isinstance(results["chrome-only.html"], Skipped) and "no text" in results["chrome-only.html"].reason
+
+
+# ── dates ───────────────────────────────────────────────────────────────────
+
+def test_dates_are_found_never_guessed(tmp_path):
+    assert dates.parse_date("Updated Aug. 7, 2026") == "2026-08-07"
+    assert dates.dated_line("Strike hub\nLast updated: October 1, 2025\nThe vote on Aug. 15, 2022.") == "2025-10-01"
+    assert dates.dated_line("Workers marched on Monday, Aug. 15, 2022.") is None  # a date, but not the page's
+    assert dates.from_file_name("news_2026-08-07-impasse.html") == "2026-08-07"
+    assert dates.from_file_name("kaiser-strike-2022.txt") == "2022"
+    assert dates.from_file_name("cba_2022-2026.pdf") is None  # a range dates nothing
+    assert dates.from_pdf_metadata("D:20240502115017-07'00'") == "2024-05-02"
+    assert dates.display("2026-08-07") == "Aug 7, 2026" and dates.display(None) == ""
+    (tmp_path / "notes.txt").write_text("Strike notes\nNothing dated here.\n")
+    (tmp_path / "faq.txt").write_text("Strike FAQ\nPickets start at 7 am.\n")
+    (tmp_path / dates.SIDECAR).write_text(json.dumps({"faq.txt": "2026-03-01"}))
+    docs = {r.document.doc_id: r.document for r in walk_corpus(tmp_path)}
+    assert docs["notes.txt"].date is None and docs["notes.txt"].date_source == ""
+    assert (docs["faq.txt"].date, docs["faq.txt"].date_source) == ("2026-03-01", "sidecar .dates.json")
+
+
+def test_questions_about_the_present():
+    for q in ("Has impasse been declared?", "what's the latest update", "is management still proposing a freeze",
+              "Has a strike date been set?", "current status of bargaining"):
+        assert is_about_present(q), q
+    for q in ("How long is trial service?", "What is the overtime rate?"):
+        assert not is_about_present(q), q
+    assert [f.value for f in figures("a record $50 million fine; fined 4 million dollars; 0.75% COLA")] == \
+        [50e6, 4e6, 0.75]
+
+
+def test_different_figures_from_different_dates_are_both_given_newest_first(pipeline):
+    answer = pipeline.ask("How much was Kaiser fined?")
+    assert not answer.refused
+    text = answer.text
+    assert "$50 million" in text and "4 million dollars" in text
+    assert text.index("$50 million") < text.index("4 million dollars")  # newest first
+    assert text.startswith("(2023) ") and "(2022) Kaiser has already been fined" in text
+    by_doc = {c.doc_id: c for c in answer.citations}
+    assert by_doc["kaiser-clinicians-strike-2022.txt"].date == "2022"
+    for c in answer.citations:
+        assert pipeline.index.documents[c.doc_id].text[c.start:c.end] == c.quote
+
+
+def test_citations_carry_section_and_date_in_json(pipeline):
+    answer = pipeline.ask("How much was Kaiser fined?")
+    cited = answer.to_json()["citations"]
+    assert all({"section", "date"} <= set(c) for c in cited)
+    assert any(c["date"] == "2022" for c in cited)
+
+
+# ── several corpus folders ──────────────────────────────────────────────────
+
+def test_several_folders_are_served_end_to_end(tmp_path, embedder):
+    from rag.pipeline import Pipeline
+    from rag.server import create_app
+
+    first, second = tmp_path / "union-a", tmp_path / "union-b"
+    first.mkdir(), second.mkdir()
+    (first / "faq.txt").write_text("Strike FAQ\nPicket shifts at Local A are four hours long.\n")
+    (second / "faq.txt").write_text("Strike FAQ\nPicket captains at Local B carry the first aid kits.\n")
+    text_pdf(second / "contract.pdf", ["ARTICLE 5: OVERTIME", "Overtime is paid at time and one-half."])
+    settings = Settings(corpus_dir=first, index_dir=tmp_path / "index", data_dir=tmp_path / "data")
+    report = ingest([first, second], settings, embedder_factory=lambda: embedder, progress=False)
+    pipeline = Pipeline(settings, embedder=embedder)
+    documents = pipeline.index.documents
+    assert set(documents) == {"faq.txt", "union-b/faq.txt", "contract.pdf"}  # unique, nothing lost
+    assert pipeline.index.manifest.roots == [str(first.resolve()), str(second.resolve())]
+    assert pipeline.index.manifest.dates["faq.txt"] == {"date": None, "source": ""}
+    assert pipeline.index.manifest.dates["contract.pdf"]["source"] == "PDF metadata"
+    assert any("union-b/faq.txt" in note for _, note in report.notes)
+    again = ingest([first, second], settings, embedder_factory=lambda: embedder, progress=False)
+    assert sorted(again.unchanged) == sorted(documents)  # ids are stable: nothing re-embedded
+    client = TestClient(create_app(settings, pipeline))
+    assert "first aid kits" in client.get("/source/union-b/faq.txt").text
+    assert "four hours" in client.get("/source/faq.txt").text
+    pdf = client.get("/files/contract.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert client.get("/source/../union-a/faq.txt").status_code == 404
+
+
+# ── the real corpus ─────────────────────────────────────────────────────────
+
+@pytest.fixture(scope="module")
+def seiu_contract():
+    return load_file(SEIU / "seiu503-osu_seiu_cba_2022-2026.pdf", "seiu503-osu_seiu_cba_2022-2026.pdf")
+
+
+@needs_shared
+def test_real_contract_reads_as_paragraphs_with_sections(seiu_contract):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_ingest_real import fragment_rates
+
+    doc = seiu_contract.document
+    assert doc.title.startswith("2022 – 2026 COLLECTIVE BARGAINING AGREEMENT")
+    assert "time and one-half (1-1/2), or to effect a “pyramiding”" in doc.text
+    assert "pages 2-3 of seiu503-osu_seiu_cba_2022-2026.pdf have no text layer" in seiu_contract.note
+    accrual = doc.text.index("Accrual Rate of Sick Leave with Pay Credits")
+    assert doc.section_at(accrual).startswith("Article 36 Sick Leave > Section 1")
+    chunks = chunk_document(doc, tiktoken_counter(), 170, 40)
+    mid_sentence, _ = fragment_rates(chunks, {doc.doc_id: doc})
+    assert mid_sentence < 0.02
+    trial = next(c for c in chunks if "Trial service is six (6) full months" in c.text)
+    assert trial.section.startswith("Article 31 Trial Service")
