@@ -6,7 +6,7 @@ Nothing else in the package reads ``os.environ``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,17 @@ class Settings:
     port: int = 7860
     allowed_origins: tuple[str, ...] = ()  # sites allowed to embed the widget
     rate_limit_per_minute: int = 30  # asks per client per minute
+    # Generated answers (optional). Empty llm_url keeps the extractive answers.
+    # The base URL of any OpenAI-compatible API: llama.cpp's server
+    # "http://127.0.0.1:8080/v1", Ollama "http://127.0.0.1:11434/v1", vLLM "http://HOST:8000/v1".
+    llm_url: str = ""
+    llm_model: str = ""  # llama.cpp serves whatever it loaded; Ollama and vLLM need the name
+    llm_api_key: str = field(default="", repr=False)  # sent as a Bearer token when set
+    # Past this the member gets the extractive answer: a union's model on a
+    # small box can take tens of seconds, and a member will not wait longer.
+    llm_timeout_s: float = 30.0
+    llm_max_tokens: int = 256  # a few cited sentences; bounds the wait too
+    llm_passages: int = 5  # top retrieved chunks the model may quote, numbered [1]..[n]
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":

@@ -39,3 +39,7 @@ class RateLimitedError(RagError):
     def __init__(self, wait_s: float):
         super().__init__("You're asking questions too quickly. Please wait a minute and try again.")
         self.wait_s = wait_s
+
+
+class GenerationError(RagError):
+    """The language model could not give a usable answer; the extractive one is given instead."""

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import index as index_store
 from .answering import NOT_FOUND, Answerer, compose, related
@@ -48,6 +48,7 @@ class Pipeline:
         self.settings = settings
         self.embedder = embedder or load_embedder(settings.model)
         self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score)
+        self.generator = _generator(settings, self.embedder)  # None: extractive answers only
         self._lock = threading.Lock()
         self._retriever: Retriever | None = None
         self._checked = 0.0
@@ -86,7 +87,8 @@ class Pipeline:
     def index(self) -> Index:
         return self.retriever().index
 
-    def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None,
+            generate: bool = True) -> Answer:
         started = time.perf_counter()
         # Safety first, even before the length limit: someone in crisis who
         # pastes a long message must get the crisis resources, not an error.
@@ -114,8 +116,34 @@ class Pipeline:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
                           related=related(ranked), standalone_question=query, timings_ms=timings)
         text, citations = compose(chosen, retriever.index)
-        return Answer(question, text, refused=False, kind="answer", citations=citations,
-                      retrieved=tuple(hits), standalone_question=query, timings_ms=timings)
+        answer = Answer(question, text, refused=False, kind="answer", citations=citations,
+                        retrieved=tuple(hits), standalone_question=query, timings_ms=timings)
+        if generate and self.generator:  # only once safety, retrieval and the answerer said "answer"
+            return _last(self.generator.stream(answer, retriever.index))
+        return answer
+
+    def stream(self, question: str, history: Sequence[dict] | None = None,
+               top_k: int | None = None) -> Iterator:
+        """As ask(), but yields each generated sentence (generation.Sentence) once verified; the Answer last."""
+        answer = self.ask(question, history, top_k, generate=False)
+        if self.generator is None or answer.kind != "answer":
+            yield answer
+            return
+        yield from self.generator.stream(answer, self.index)
+
+
+def _generator(settings: Settings, embedder: Embedder):
+    if not settings.llm_url:
+        return None
+    from .generation import Generator
+
+    return Generator(settings, embedder)
+
+
+def _last(events):
+    for event in events:
+        pass
+    return event
 
 
 def _ms(since: float) -> float:

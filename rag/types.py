@@ -78,6 +78,8 @@ class Answer:
     related: tuple[Citation, ...] = ()  # closest passages when refusing
     standalone_question: str = ""  # the follow-up rewritten with its history
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mode: str = "extractive"  # "generated" when a language model wrote it and every sentence was verified
+    dropped: int = 0  # generated sentences left out because no cited passage supports them
 
     @property
     def latency_ms(self) -> float:
@@ -97,6 +99,8 @@ class Answer:
             ],
             "related": [_citation_json(c) for c in self.related],
             "latency_ms": self.latency_ms,
+            "mode": self.mode,
+            "dropped": self.dropped,
         }
 
 
