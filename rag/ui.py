@@ -88,6 +88,12 @@ def cited_markdown(text: str, citations: tuple[Citation, ...]) -> str:
     return "".join(out)
 
 
+def streamed_markdown(sentences: list) -> str:
+    """Generated sentences verified so far (generation.Sentence), each with its linked [n]."""
+    return " ".join(md_escape(s.text) + "".join(rf" [\[{c.n}\]]({source_url(c)})" for c in s.citations)
+                    for s in sentences)
+
+
 def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
     lines = [f"\n\n**{heading}**"]
     for c in citations:
@@ -152,24 +158,26 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
         history = plain_history(turns)
         turns = [*turns, {"role": "user", "content": message, "display": md_escape(message)}]
         yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
+        streamed: list = []  # generated sentences, each shown as soon as it is verified
         try:
-            answer = ask(message, history, request)
+            limiter.check(request.client.host if request and request.client else "unknown")
+            for event in pipeline.stream(message, history):
+                if isinstance(event, Answer):
+                    answer = event
+                    break
+                streamed.append(event)
+                yield "", _chat(turns) + [{"role": "assistant", "content": streamed_markdown(streamed)}], turns
+            store.record_answer(answer)
         except RagError as exc:  # too fast, too long, no index: say so plainly, in the chat
             turns = [*turns, _notice(str(exc))]
             yield "", _chat(turns), turns
             return
-        for n in range(1, len(answer_pieces(answer.text)) if answer.citations else 0):
+        for n in range(1, len(answer_pieces(answer.text)) if answer.citations and not streamed else 0):
             partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
             yield "", _chat(turns) + [partial], turns
             time.sleep(STREAM_PAUSE_S)
         turns = [*turns, _answer_turn(answer)]
         yield "", _chat(turns), turns
-
-    def ask(message: str, history: list[dict], request: gr.Request) -> Answer:
-        limiter.check(request.client.host if request and request.client else "unknown")
-        answer = pipeline.ask(message, history)
-        store.record_answer(answer)
-        return answer
 
     def rate(turns: list[dict], data: gr.LikeData) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
