@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import shutil
+import time
 from dataclasses import replace
 
 import httpx
@@ -36,6 +37,7 @@ class Script:
         self.mode = "sse"
         self.reply = lambda passages: "NOT FOUND"
         self.requests: list[dict] = []
+        self.pause_s = 0.0  # between the parts of a reply given as a tuple: a model thinking mid-answer
 
 
 def passage_with(passages: dict[int, str], phrase: str) -> int:
@@ -60,13 +62,17 @@ def scripted_app(script: Script) -> FastAPI:
                                      media_type="text/event-stream")
         if script.mode == "not-json":
             return PlainTextResponse("<html>proxy error</html>", media_type="application/json")
-        text = script.reply(passages)
+        reply = script.reply(passages)
+        parts = reply if isinstance(reply, tuple) else (reply,)
         if script.mode == "json":
-            return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+            return {"choices": [{"message": {"role": "assistant", "content": "".join(parts)}}]}
 
         def events():
-            for piece in re.findall(r"\S+\s*", text):  # token-ish deltas, as a model streams
-                yield "data: " + json.dumps({"choices": [{"delta": {"content": piece}}]}) + "\n\n"
+            for i, part in enumerate(parts):
+                if i:
+                    time.sleep(script.pause_s)
+                for piece in re.findall(r"\S+\s*", part):  # token-ish deltas, as a model streams
+                    yield "data: " + json.dumps({"choices": [{"delta": {"content": piece}}]}) + "\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -94,6 +100,7 @@ def llm_pipeline(corpus_settings, embedder, model_server):
 @pytest.fixture(autouse=True)
 def reset(script):
     script.mode = "sse"
+    script.pause_s = 0.0
     script.requests.clear()
 
 
