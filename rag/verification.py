@@ -182,12 +182,8 @@ class Verifier:
             return Verdict(claim, tuple(support), "supported")
         return Verdict(claim, (), "; ".join(dict.fromkeys(reasons)))
 
-    def features(self, claim: Claim, chunk: Chunk, index: Index) -> Support | None:
-        """The best span of one passage for a claim, whatever its score (for calibration)."""
-        vector = self.embedder.embed_batch([claim.text])[0]
-        return self._best_span(claim, vector, chunk, index)[0]
-
-    def _best_span(self, claim: Claim, vector: np.ndarray, chunk: Chunk, index: Index):
+    def _best_span(self, claim: Claim, vector: np.ndarray, chunk: Chunk, index: Index) -> tuple[Support | None, str]:
+        """The passage's best-scoring span (whatever its score), or None and why a hard check failed."""
         doc = index.documents[chunk.doc_id]
         passage = f"{doc.title}\n{chunk.text}"
         missing = _missing_names(claim.text, passage)

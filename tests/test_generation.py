@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 import time
 from dataclasses import replace
 
@@ -172,15 +173,11 @@ def test_failures_fall_back_to_the_extractive_answer(llm_pipeline, pipeline, scr
 
 
 def test_a_model_that_is_down_gives_the_extractive_answer(corpus_settings, embedder, pipeline, caplog):
-    with httpx.Client() as probe:  # find a port nobody listens on
-        import socket
-
-        s = socket.socket()
+    with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-        s.close()
-        with pytest.raises(httpx.ConnectError):
-            probe.get(f"http://127.0.0.1:{port}/")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/")
     down = Pipeline(replace(corpus_settings, llm_url=f"http://127.0.0.1:{port}/v1"), embedder=embedder)
     with caplog.at_level(logging.WARNING, logger="rag.generation"):
         answer = down.ask(QUESTION)
