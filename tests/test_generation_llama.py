@@ -81,7 +81,7 @@ def llama_server(tmp_path_factory):
 def test_a_small_real_model_answers_and_only_verified_sentences_survive(corpus_settings, embedder,
                                                                            llama_server, caplog):
     # Generous: the machine running the tests may be busy; a failure here must be the model's, not the clock's.
-    settings = replace(corpus_settings, llm_url=llama_server, llm_timeout_s=180, llm_passages=3)
+    settings = replace(corpus_settings, llm_url=llama_server, llm_timeout_s=180, llm_passages=3, llm_max_tokens=96)
     pipeline = Pipeline(settings, embedder=embedder)
     index = pipeline.index
     kept = dropped = 0
