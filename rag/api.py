@@ -81,7 +81,7 @@ ASK_RESPONSES = {
                              "quote": "No strike date has been set.", "start": 652, "end": 680}],
               "retrieved": [{"doc_id": "another-kaiser-strike-vote.txt",
                              "chunk_id": "another-kaiser-strike-vote.txt:0", "score": 1.0}],
-              "related": [], "latency_ms": 41.2}}}},
+              "related": [], "latency_ms": 41.2, "mode": "extractive", "dropped": 0}}}},
     400: {"description": "Empty or too long question", **_ERROR},
     422: {"description": "Malformed JSON or wrong field types", **_ERROR},
     429: {"description": "Too many questions from this client in the last minute", **_ERROR},

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", type=Path, help="HTML report (default eval/report.html)")
     ev.add_argument("--thresholds", type=Path, help="gate thresholds (default eval/thresholds.json)")
     ev.add_argument("--split", choices=("dev", "heldout"), help="score only the questions of this split")
+    ev.add_argument("--llm", action="store_true",
+                    help="also answer with the model at RAG_LLM_URL and report both modes side by side")
     ev.set_defaults(run=_eval)
 
     bench = sub.add_parser("bench-retrieval", help="nDCG@10 / recall@100 on a BEIR dataset")

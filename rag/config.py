@@ -10,7 +10,7 @@ directory. A relative path given for one of them is taken relative to ``home``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # The checkout this package runs from: the trained models ship in its models/ folder
@@ -88,6 +88,17 @@ class Settings:
     contact_url: str = ""
     contact_phone: str = ""
     contact_email: str = ""
+    # Generated answers (optional). Empty llm_url keeps the extractive answers.
+    # The base URL of any OpenAI-compatible API: llama.cpp's server
+    # "http://127.0.0.1:8080/v1", Ollama "http://127.0.0.1:11434/v1", vLLM "http://HOST:8000/v1".
+    llm_url: str = ""
+    llm_model: str = ""  # llama.cpp serves whatever it loaded; Ollama and vLLM need the name
+    llm_api_key: str = field(default="", repr=False)  # sent as a Bearer token when set
+    # Past this the member gets the extractive answer: a union's model on a
+    # small box can take tens of seconds, and a member will not wait longer.
+    llm_timeout_s: float = 30.0
+    llm_max_tokens: int = 256  # a few cited sentences; bounds the wait too
+    llm_passages: int = 5  # top retrieved chunks the model may quote, numbered [1]..[n]
 
     def __post_init__(self):
         home = self.home.expanduser().resolve()

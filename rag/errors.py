@@ -51,3 +51,7 @@ class InvalidFeedbackError(RagError):
 
 class CrisisModelError(RagError):
     """The crisis detector's weights are missing, unreadable or do not fit the embedder."""
+
+
+class GenerationError(RagError):
+    """The language model could not give a usable answer; the extractive one is given instead."""

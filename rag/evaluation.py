@@ -10,6 +10,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .config import Settings
@@ -197,8 +198,15 @@ def run_cli(args, settings: Settings) -> int:
         print(f"note: no {thresholds_path}; reporting without gates", file=sys.stderr)
         thresholds = {}
 
+    if getattr(args, "llm", False) and not settings.llm_url:
+        raise EvalFileError("--llm needs a model: set RAG_LLM_URL (and RAG_LLM_MODEL if the server asks for one)")
+    if not getattr(args, "llm", False):
+        # The gates are defined on extractive answers (quotes contain the sentence); a model is measured with --llm.
+        settings = replace(settings, llm_url="")
     pipeline = Pipeline(settings)
     check_sources(items, pipeline.index.documents, str(eval_file))
+    if getattr(args, "llm", False):
+        return compare_generated(items, pipeline, out, str(eval_file))
     with tqdm(total=len(items), desc="eval", unit="q", disable=not sys.stderr.isatty(), leave=False) as bar:
         results = run_eval(items, pipeline, progress=lambda: bar.update(1))
     write_results(results, out)
@@ -218,3 +226,52 @@ def run_cli(args, settings: Settings) -> int:
     return 0
 
 
+
+
+# ── `rag eval --llm`: generated answers beside the extractive ones ───────────
+
+def compare_generated(items: Sequence[EvalItem], pipeline, out: Path, source: str) -> int:
+    """Both modes on the same questions, one model load: 0 when every generated quote is verbatim."""
+    index = pipeline.index
+    chunks = {c.chunk_id: c for c in index.chunks}
+    extractive, generated, kept, dropped, fallbacks = [], [], 0, 0, 0
+    for item in items:
+        extractive.append({"id": item.id, **_ask(lambda: pipeline.ask(item.question, list(item.history),
+                                                                       generate=False), item).to_json()})
+        events = []
+        try:
+            events = list(pipeline.stream(item.question, list(item.history)))
+        except InvalidQuestionError as exc:
+            events = [Answer(item.question, str(exc), refused=True, kind="invalid")]
+        final = events[-1]
+        asked = "generate" in final.timings_ms
+        kept += len(events) - 1 if final.mode == "generated" else 0
+        dropped += final.dropped
+        fallbacks += asked and final.mode != "generated"
+        generated.append({"id": item.id, **final.to_json()})
+    write_results(generated, out.with_name(out.stem + "-llm.jsonl"))
+    a = compute_metrics(items, extractive, index.documents, chunks)
+    b = compute_metrics(items, generated, index.documents, chunks)
+    rows = [("answer accuracy", "answer_accuracy"), ("citation grounding (verbatim)", "citation_verbatim"),
+            ("cites a gold source", "citation_source"), ("refusal recall", "refusal_recall"),
+            ("latency p50 (ms)", "latency_p50_ms"), ("latency p95 (ms)", "latency_p95_ms")]
+    print(f"eval {source}: {len(items)} questions, extractive vs generated ({pipeline.settings.llm_url})\n")
+    print(f"{'metric':<32}{'extractive':>12}{'generated':>12}")
+    for label, name in rows:
+        print(f"{label:<32}{format_value(name, a['metrics'][name]):>12}{format_value(name, b['metrics'][name]):>12}")
+    answered = sum(r["mode"] == "generated" for r in generated)
+    share = dropped / (kept + dropped) if kept + dropped else 0.0
+    print(f"\ngenerated answers: {answered}/{len(items)}; fell back to extractive: {fallbacks}")
+    print(f"generated sentences kept: {kept}, dropped as unsupported: {dropped} ({share:.1%} dropped)")
+    print(f"results: {out.with_name(out.stem + '-llm.jsonl')}")
+    if b["metrics"]["citation_verbatim"] not in (None, 1.0):
+        print("\nFAILED: a generated answer's quote is not verbatim")
+        return 1
+    return 0
+
+
+def _ask(call, item: EvalItem) -> Answer:
+    try:
+        return call()
+    except InvalidQuestionError as exc:
+        return Answer(item.question, str(exc), refused=True, kind="invalid")

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import index as index_store
 from .answering import NOT_FOUND, Answerer, compose, related
@@ -67,6 +67,7 @@ class Pipeline:
         self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
         self.contact = settings.contact()
+        self.generator = _generator(settings, self.embedder)  # None: extractive answers only
         self._lock = threading.Lock()
         self._retriever: Retriever | None = self._make_retriever(index)
         self._checked = time.monotonic()
@@ -104,7 +105,8 @@ class Pipeline:
     def index(self) -> Index:
         return self.retriever().index
 
-    def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None,
+            generate: bool = True) -> Answer:
         started = time.perf_counter()
         # Safety first, even before the length limit: someone in crisis who
         # pastes a long message must get the crisis resources, not an error.
@@ -141,8 +143,11 @@ class Pipeline:
         citations = annotate(citations, documents)
         labels = labels or date_labels(query, citations)
         text, pieces = label_text(text, citations, labels), label_pieces(pieces, citations, labels)
-        return Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
-                      retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice)
+        answer = Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
+                        retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice)
+        if generate and self.generator:  # only once safety, retrieval and the answerer said "answer"
+            return _last(self.generator.stream(answer, retriever.index))
+        return answer
 
     def private_kind(self, question: str, answer: str = "") -> str | None:
         """"crisis", "medical" or "concern" if the exchange is one: its text is never stored.
@@ -155,6 +160,29 @@ class Pipeline:
             return verdict.kind
         verdict = screen(answer, self.detector) if answer else None
         return "crisis" if verdict and verdict.kind == "crisis" else None
+
+    def stream(self, question: str, history: Sequence[dict] | None = None,
+               top_k: int | None = None) -> Iterator:
+        """As ask(), but yields each generated sentence (generation.Sentence) once verified; the Answer last."""
+        answer = self.ask(question, history, top_k, generate=False)
+        if self.generator is None or answer.kind != "answer":
+            yield answer
+            return
+        yield from self.generator.stream(answer, self.index)
+
+
+def _generator(settings: Settings, embedder: Embedder):
+    if not settings.llm_url:
+        return None
+    from .generation import Generator
+
+    return Generator(settings, embedder)
+
+
+def _last(events):
+    for event in events:
+        pass
+    return event
 
 
 def _ms(since: float) -> float:

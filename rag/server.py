@@ -2,6 +2,7 @@
 
     /            chat page (Gradio, mounted last so our routes take precedence)
     /api/ask     POST {"question", "history"} -> Answer.to_json()
+    /api/ask/stream  the same, as NDJSON: verified sentences as they come, then the answer
     /api/feedback, /healthz, /openapi.json (no /docs: Swagger's page loads code from CDNs)
     /widget.js   the one-tag embed; /widget is the page it frames
     /source/{doc_id}?start=&end=   a cited passage in its document; /files/{doc_id} the PDF
@@ -26,6 +27,7 @@ from .feedback import open_store
 from .middleware import BodyLimit, ClosedPaths, SecurityHeaders
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
+from .streaming import stream_router
 from .web import STATIC_DIR, web_router
 
 _ORIGIN = re.compile(r"^\*$|^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?$")
@@ -61,6 +63,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
     add_error_handlers(app)
     app.include_router(api_router(pipeline, store, limiter))
+    app.include_router(stream_router(pipeline, store, limiter))  # /api/ask/stream
     app.include_router(web_router(settings, pipeline))
     app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
     blocks = build_ui(pipeline, store, limiter)

@@ -139,6 +139,8 @@ class Answer:
     # (the safety screen's "concern"); Markdown with **bold** only, in the question's language.
     notice: str = ""
     contact: Contact | None = None  # shown under a refusal: someone who may know
+    mode: str = "extractive"  # "generated" when a language model wrote it and every sentence was verified
+    dropped: int = 0  # generated sentences left out because no cited passage supports them
 
     @property
     def latency_ms(self) -> float:
@@ -161,6 +163,8 @@ class Answer:
             "notice": self.notice,
             "contact": self.contact.to_json() if self.contact else None,
             "latency_ms": self.latency_ms,
+            "mode": self.mode,
+            "dropped": self.dropped,
         }
 
 

@@ -81,6 +81,12 @@ def cited_markdown(pieces: tuple[Piece, ...], citations: tuple[Citation, ...]) -
     return " ".join(out)
 
 
+def streamed_markdown(sentences: list) -> str:
+    """Generated sentences verified so far (generation.Sentence), each with its linked [n]."""
+    return " ".join(md_escape(s.text) + "".join(rf" [\[{c.n}\]]({source_url(c)})" for c in s.citations)
+                    for s in sentences)
+
+
 def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
     lines = [f"\n\n**{heading}**"]
     for c in citations:
@@ -165,13 +171,21 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
         history = plain_history(turns)
         turns = [*turns, {"role": "user", "content": printable(message), "display": md_escape(printable(message))}]
         yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
+        streamed: list = []  # generated sentences, each shown as soon as it is verified
         try:
-            answer = ask(message, history, request)
+            limiter.check(request.client.host if request and request.client else "unknown")
+            for event in pipeline.stream(message, history):
+                if isinstance(event, Answer):
+                    answer = event
+                    break
+                streamed.append(event)
+                yield "", _chat(turns) + [{"role": "assistant", "content": streamed_markdown(streamed)}], turns
+            store.record_answer(answer)
         except RagError as exc:  # too fast, too long, no index: say so plainly, in the chat
             turns = [*turns, _notice(str(exc))]
             yield "", _chat(turns), turns
             return
-        for n in range(1, len(answer.pieces)):
+        for n in range(1, len(answer.pieces) if not streamed else 0):
             partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
             yield "", _chat(turns) + [partial], turns
             time.sleep(STREAM_PAUSE_S)
@@ -180,12 +194,6 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
 
     def client(request: gr.Request | None) -> str:
         return request.client.host if request and request.client else "unknown"
-
-    def ask(message: str, history: list[dict], request: gr.Request) -> Answer:
-        limiter.check(client(request))
-        answer = pipeline.ask(message, history)
-        store.record_answer(answer)
-        return answer
 
     def rate(turns: list[dict], data: gr.LikeData, request: gr.Request) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]

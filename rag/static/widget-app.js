@@ -1,6 +1,6 @@
 /*
- * The compact chat inside the widget's iframe (/widget). It calls /api/ask on its
- * own origin and shows cited answers. Every piece of member or document text is
+ * The compact chat inside the widget's iframe (/widget). It calls /api/ask/stream on
+ * its own origin and shows cited answers, sentence by sentence when a model writes them. Every piece of member or document text is
  * put on the page with textContent, never as HTML.
  */
 (function () {
@@ -64,15 +64,19 @@
     send.disabled = true;
     var pending = addMessage("bot", "…");
     pending.classList.add("pending");
-    fetch("/api/ask", {
+    // Streamed: a generated sentence shows as soon as the server has verified it;
+    // the final "answer" event then replaces them with the whole answer.
+    fetch("/api/ask/stream", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ question: question, history: history.slice(-MAX_TURNS) }),
     }).then(function (res) {
-      return res.json().catch(function () { return {}; }).then(function (body) {
-        if (!res.ok) throw new Error(body.error || "The server could not answer (" + res.status + ").");
-        return body;
-      });
+      if (!res.ok) {
+        return res.json().catch(function () { return {}; }).then(function (body) {
+          throw new Error(body.error || "The server could not answer (" + res.status + ").");
+        });
+      }
+      return readEvents(res, function (event) { if (event.type === "sentence") showSentence(pending, event); });
     }).then(function (answer) {
       showAnswer(pending, answer);
       history.push({ role: "user", content: question }, { role: "assistant", content: answer.answer });
@@ -84,6 +88,48 @@
       send.disabled = false;
       input.focus();
     });
+  }
+
+  // NDJSON: one event per line; resolves with the final answer.
+  function readEvents(res, onEvent) {
+    var reader = res.body.getReader(), decoder = new TextDecoder(), buffer = "", answer = null;
+    function handle(line) {
+      if (!line.trim()) return;
+      var event = JSON.parse(line);
+      if (event.type === "answer") answer = event.answer; else onEvent(event);
+    }
+    function pump() {
+      return reader.read().then(function (chunk) {
+        buffer += decoder.decode(chunk.value || new Uint8Array(), { stream: !chunk.done });
+        var lines = buffer.split("\n");
+        buffer = lines.pop();
+        lines.forEach(handle);
+        if (!chunk.done) return pump();
+        handle(buffer);
+        if (!answer) throw new Error("The answer was cut off. Please try again.");
+        return answer;
+      });
+    }
+    return pump();
+  }
+
+  function showSentence(node, event) {
+    var body = node.querySelector(".text.streaming");
+    if (!body) {
+      node.textContent = "";
+      body = el("div", "text streaming");
+      node.append(body);
+    } else {
+      body.append(" ");
+    }
+    body.append(event.text);
+    event.citations.forEach(function (c) {
+      var mark = link(sourceUrl(c), "[" + c.n + "]");
+      mark.classList.add("cite");
+      mark.setAttribute("aria-label", "Source " + c.n + ": " + c.title);
+      body.append(" ", mark);
+    });
+    node.scrollIntoView({ block: "nearest" });
   }
 
   function addMessage(who, text) {
