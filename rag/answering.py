@@ -15,6 +15,7 @@ from .chunking import split_sentences
 from .embedding import Embedder
 from .index import Index
 from .lexical import content_terms
+from .reader import Reader, candidate_text
 from .types import Citation, Hit, Piece, cited_text
 
 NOT_FOUND = "The strike documents don't say."
@@ -29,10 +30,18 @@ _ANSWER_TYPES = [
     (re.compile(r"\bhow (many|much)\b|\bwhat (percent|number|amount)\b", re.I), re.compile(_NUMBER, re.I)),
     (re.compile(r"\bhow long\b|\bwhen\b|\bwhat (date|day|time|year)\b", re.I), re.compile(_NUMBER + "|" + _TIME, re.I)),
 ]
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """A sentence that might answer, with what the reader needs around it.
+
+    Today the sentences of the retrieved chunks are split here, per question;
+    a first stage that reads sentences stored at ingest only has to produce
+    these (and ``Answerer._sentence_vectors`` can then read stored vectors).
+    """
+
     doc_id: str
     title: str
     chunk_id: str
@@ -42,34 +51,45 @@ class Candidate:
     text: str
     rank: int  # retrieval rank of the chunk it came from
     sentence: int = -1  # row in the index's sentence table (its vector)
+    heading: str = ""  # where it sits: the section or document title
 
 
 @dataclass(frozen=True)
 class Scored:
     candidate: Candidate
-    score: float
+    score: float  # the reader's calibrated probability; the heuristic score without a reader
     semantic: float
     coverage: float
+    heuristic: float = 0.0
 
 
 class Answerer:
-    """Scores candidate sentences by meaning (cosine) and by how much of the question they cover."""
+    """Ranks candidate sentences: a cheap first stage (cosine + term coverage) keeps the
+    ``read_top`` best, the trained reader scores those, and its probability decides.
 
-    # min_score (Settings.min_answer_score) and semantic_weight were calibrated
-    # on eval/questions.jsonl as a whole (a 2-knob grid; see the README): 0.44
-    # trades some answers for refusing most unanswerable questions, since a
-    # wrong confident answer is the worse error.
-    def __init__(self, embedder: Embedder, min_score: float = 0.44, semantic_weight: float = 0.6,
-                 max_sentences: int = 3, keep_ratio: float = 0.85):
+    Without a reader (``reader=None``) the first-stage score itself decides:
+    the old heuristic, kept for comparison (scripts/bench_reader.py).
+    """
+
+    # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the
+    # heuristic; it now only orders candidates for the reader, whose recall at
+    # read_top=10 is what matters (see scripts/bench_reader.py).
+    def __init__(self, embedder: Embedder, min_score: float = 0.5, semantic_weight: float = 0.6,
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | None = None,
+                 read_top: int = 10):
+        if read_top <= 0:
+            raise ValueError(f"read_top must be > 0, got {read_top}")
         self.embedder = embedder
+        self.reader = reader
         self.min_score = min_score  # below this the best sentence is not an answer: refuse
         self.semantic_weight = semantic_weight
         self.max_sentences = max_sentences
         self.keep_ratio = keep_ratio  # extra sentences must score this close to the best
+        self.read_top = read_top
 
     def rank(self, question: str, hits: list[Hit], index: Index, query_vector: np.ndarray,
              focus: str | None = None) -> list[Scored]:
-        """Every sentence of the retrieved chunks, best first.
+        """The candidate sentences, best first (only the ones the reader read, with a reader).
 
         ``focus`` is what the user literally typed when ``question`` is its
         rewrite with context: words only the context brought in count for
@@ -81,19 +101,22 @@ class Answerer:
         vectors = self._sentence_vectors(candidates, index)
         semantic = vectors @ query_vector
         idf, unseen = self._idf_table(index)
-        typed = content_terms(focus) if focus else None
-        weights = {t: idf.get(t, unseen) * (1.0 if typed is None or t in typed else CONTEXT_WEIGHT)
-                   for t in content_terms(question)}
-        total = sum(weights.values()) or 1.0
-        wanted = answer_type(question)
-        scored = []
-        for cand, sim in zip(candidates, semantic):
-            terms = content_terms(cand.text)
-            coverage = sum(w for t, w in weights.items() if t in terms) / total
-            score = self.semantic_weight * float(sim) + (1 - self.semantic_weight) * coverage
-            if wanted and not wanted.search(cand.text):
-                score *= TYPE_MISMATCH  # "how many" needs a number, "when" a time...
-            scored.append(Scored(cand, score, float(sim), coverage))
+        coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
+        heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
+        heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
+        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
+        if self.reader is None:
+            return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
+                           float(heuristic[i])) for i in order]
+        top = order[:self.read_top]
+        # The sentence before gives the reader context; looked up for these few only.
+        texts = [candidate_text(candidates[i].text, candidates[i].heading,
+                                _previous_sentence(index.documents[candidates[i].doc_id].text, candidates[i].start))
+                 for i in top]
+        probs = self.reader.probabilities(question, texts, {
+            "cosine": semantic[top], "coverage": coverage[top], "type_ok": typed[top].astype(np.float64)})
+        scored = [Scored(candidates[i], float(p), float(semantic[i]), float(coverage[i]), float(heuristic[i]))
+                  for i, p in zip(top, probs)]
         return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
 
     def select(self, ranked: list[Scored]) -> list[Scored]:
@@ -121,6 +144,21 @@ class Answerer:
         return index.idf.terms, index.idf.unseen
 
 
+def first_stage_features(question: str, sentences: list[str], idf: dict[str, float], unseen: float,
+                         focus: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per sentence: IDF-weighted share of the question's terms it holds, and whether it
+    holds the kind of fact asked for (a number for "how many", a time for "when")."""
+    typed = content_terms(focus) if focus else None
+    weights = {t: idf.get(t, unseen) * (1.0 if typed is None or t in typed else CONTEXT_WEIGHT)
+               for t in content_terms(question)}
+    total = sum(weights.values()) or 1.0
+    wanted = answer_type(question)
+    coverage = np.array([sum(w for t, w in weights.items() if t in content_terms(s)) / total
+                         for s in sentences], dtype=np.float64)
+    type_ok = np.array([wanted is None or bool(wanted.search(s)) for s in sentences])
+    return coverage, type_ok
+
+
 def answer_type(question: str) -> re.Pattern | None:
     for asks, needs in _ANSWER_TYPES:
         if asks.search(question):
@@ -129,11 +167,43 @@ def answer_type(question: str) -> re.Pattern | None:
 
 
 def compose(chosen: list[Scored], index: Index) -> tuple[str, tuple[Citation, ...], tuple[Piece, ...]]:
-    """Answer text with a [n] after each sentence, the matching citations, and the (quote, n) pieces."""
-    cands = [_with_context(s.candidate, index.documents[s.candidate.doc_id].text) for s in chosen]
-    citations = tuple(_citation(n, c) for n, c in enumerate(cands, start=1))
+    """Answer text, citations and ordered (quote, n) pieces, best first.
+
+    Sentences that lean on the one before are widened to include it;
+    sentences next to each other in one paragraph become one quote. Every
+    quote is one verbatim span: ``document.text[start:end] == quote``.
+    """
+    spans: list[Candidate] = []
+    for s in chosen:
+        c = _with_context(s.candidate, index.documents[s.candidate.doc_id].text)
+        spans = _merge_into(spans, c, index.documents[c.doc_id].text)
+    citations = tuple(_citation(n, c) for n, c in enumerate(spans, start=1))
     pieces = tuple(Piece(c.quote, c.n) for c in citations)
     return cited_text(pieces), citations, pieces
+
+
+def _merge_into(spans: list[Candidate], c: Candidate, text: str) -> list[Candidate]:
+    """Add c to the quotes so far, joined with every quote it overlaps or sits right next to
+    in the same paragraph; a joined quote takes the place of its best-ranked part."""
+    spans = list(spans)
+    place = len(spans)
+    while (i := next((i for i, o in enumerate(spans) if _touches(o, c, text)), None)) is not None:
+        other = spans.pop(i)
+        start, end = min(other.start, c.start), max(other.end, c.end)
+        c = replace(other, start=start, end=end, text=text[start:end], page=other.page or c.page)
+        place = min(place, i)
+    spans.insert(place, c)
+    return spans
+
+
+def _touches(a: Candidate, b: Candidate, text: str) -> bool:
+    if a.doc_id != b.doc_id:
+        return False
+    lo, hi = (a, b) if a.start <= b.start else (b, a)
+    if lo.end >= hi.start:
+        return True
+    gap = text[lo.end:hi.start]
+    return not gap.strip() and "\n" not in gap  # only spaces between: same paragraph, adjacent
 
 
 def related(ranked: list[Scored], limit: int = 3) -> tuple[Citation, ...]:
@@ -166,8 +236,15 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
                 continue
             seen.add(row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
-                                 start, end, text, rank, row))
+                                 start, end, text, rank, row, heading=chunk.section or chunk.title))
     return out
+
+
+def _previous_sentence(text: str, start: int) -> str:
+    """The sentence before ``start`` in its paragraph ('' at a paragraph start)."""
+    paragraph_start = max(text.rfind("\n", 0, start) + 1, start - 600)  # bounded: one sentence is enough
+    before = split_sentences(text, paragraph_start, start)
+    return text[before[-1][0]:before[-1][1]] if before else ""
 
 
 _ATTRIBUTION = re.compile(r"\b(said|says|say|stated|states|according to|told|wrote)\b", re.I)
@@ -191,7 +268,9 @@ def _with_context(c: Candidate, text: str) -> Candidate:
 
 def _informative(sentence: str, title: str) -> bool:
     """Headings, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone."""
-    return (len(sentence.split()) >= 4 and not sentence.rstrip().endswith(":")
+    words = sentence.split()
+    heading_like = (len(words) < 8 and not _SENTENCE_END.search(sentence) and not any(ch.isdigit() for ch in sentence))
+    return (len(words) >= 4 and not sentence.rstrip().endswith(":") and not heading_like
             and sentence.strip() != title.strip())
 
 

@@ -1,4 +1,4 @@
-"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback."""
+"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback, train-reader."""
 from __future__ import annotations
 
 import argparse
@@ -85,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="server processes sharing the index (default 1)")
     serve.set_defaults(run=_serve)
 
+    tr = sub.add_parser("train-reader", help="rebuild the reader model from SQuAD 2.0 (seeded, CPU)")
+    tr.add_argument("--squad", type=Path, help="SQuAD 2.0 JSON (default ../shared/datasets/squad2-dev-half/dev-v2.0-half.json)")
+    tr.add_argument("--out", type=Path, default=Path("models/reader"), help="model folder (default models/reader)")
+    tr.add_argument("--seed", type=int, default=13)
+    tr.add_argument("--pairs", type=int, default=1200, help="training pairs (a seeded sample; default 1200)")
+    tr.add_argument("--calibration-questions", type=int, default=250)
+    tr.set_defaults(run=_train_reader)
+
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
     fb.add_argument("--limit", type=int, default=20)
     fb.add_argument("--json", action="store_true")
@@ -157,6 +165,31 @@ def _serve(args, settings: Settings) -> int:
 
     serve(replace(settings, **{k: v for k, v in (("host", args.host), ("port", args.port),
                                                  ("workers", args.workers)) if v is not None}))
+    return 0
+
+
+def _train_reader(args, settings: Settings) -> int:
+    import time
+
+    from .training import calibrate_reader, default_squad, train_reader
+
+    squad = args.squad or default_squad()
+    if not squad.is_file():
+        raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
+    if args.pairs <= 0:
+        raise ValueError(f"--pairs must be > 0, got {args.pairs}")
+    started = time.monotonic()
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if step % 20 == 0 or step == steps:
+            print(f"step {step}/{steps}  loss {loss:.3f}  {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+    report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress)
+    print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "
+          f"({report.pairs_per_second:.1f} pairs/s)")
+    cal = calibrate_reader(args.out, squad, limit=args.calibration_questions, seed=args.seed)
+    print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} sentences); "
+          f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
     return 0
 
 

@@ -60,11 +60,21 @@ class Settings:
     fusion: str = "convex"  # or "rrf"
     # The answerer refuses when its best sentence scores below this (0-1):
     # higher refuses more, lower answers more and risks answering off the point.
+    # With reader_model="none" (the default) that score is the cosine + coverage
+    # heuristic's, calibrated on the eval set at 0.44; with a reader it is the
+    # reader's calibrated probability that the sentence answers, and must be
+    # chosen on the eval sets' dev halves (scripts/bench_reader.py prints a grid).
     min_answer_score: float = 0.44
     # For questions about the present ("latest", "yet", "has ... been"), newer documents
     # chunks get up to this much added to their fused retrieval score (0 turns it off);
     # measured on the dev half of eval/seiu503.jsonl (see README).
     recency_boost: float = 0.15
+    # The trained reader: "none" keeps the cosine + coverage heuristic (default
+    # until a reader beats it on held-out data: see models/reader/MODEL_CARD.md);
+    # "shipped" is models/reader/, where `rag train-reader` writes (no reader is committed yet:
+    # the first one, trained on a shared busy machine, did not beat the heuristic), or any folder.
+    reader_model: str = "none"
+    reader_candidates: int = 10  # sentences the first stage hands the reader per question
     max_question_chars: int = 2000
     host: str = "127.0.0.1"
     port: int = 7860

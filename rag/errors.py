@@ -55,3 +55,7 @@ class CrisisModelError(RagError):
 
 class GenerationError(RagError):
     """The language model could not give a usable answer; the extractive one is given instead."""
+
+
+class ReaderNotFoundError(RagError):
+    """The trained reader model is missing or not a reader this code can load."""

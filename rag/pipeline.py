@@ -17,6 +17,7 @@ from .conversation import standalone
 from .embedding import Embedder, load_embedder
 from .errors import IndexCorruptError, InvalidQuestionError
 from .index import Index
+from .reader import Reader, load_reader
 from .retrieval import Retriever
 from .crisis import CrisisDetector, CrisisHead
 from .safety import SENSITIVE, screen
@@ -60,11 +61,14 @@ def _screened(text: str, max_chars: int) -> str:
 class Pipeline:
     """Shares one model and one index between threads; picks up a new index build by itself."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | None = None):
         self.settings = settings
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model)
-        self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score)
+        if reader is None and settings.reader_model != "none":
+            reader = load_reader(settings.reader_model)
+        self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score, reader=reader,
+                                 read_top=settings.reader_candidates)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
         self.contact = settings.contact()
         self.generator = _generator(settings, self.embedder)  # None: extractive answers only

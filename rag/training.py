@@ -1,0 +1,255 @@
+"""Train the reader: a MiniLM cross-encoder that says whether a sentence answers a question.
+
+Data is SQuAD 2.0 (the dev half in ../shared/datasets/squad2-dev-half), split by
+article so no held-out passage was ever seen in training. Each question gives
+pairs (question, sentence with its context): positives are the sentences that
+hold an answer span, negatives the other sentences of its paragraph (the
+hardest by word overlap, and one at random), one sentence of another paragraph
+of the article, and, for unanswerable questions, the paragraph's sentences
+closest to the question, which is exactly the trap a reader must not fall in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chunking import split_sentences
+from .lexical import content_terms
+from .reader import FORMAT, candidate_text
+
+HELD_OUT_PERCENT = 25  # of articles, by a stable hash of the title
+
+
+def shared_data(*parts: str) -> Path:
+    """A file under the shared data folder beside the repo (../shared), or beside the
+    folder of git worktrees holding it (../../shared); the first that exists."""
+    from .config import ROOT
+
+    candidates = [ROOT.parent / "shared", ROOT.parent.parent / "shared"]
+    return next((c.joinpath(*parts) for c in candidates if c.joinpath(*parts).exists()),
+                candidates[0].joinpath(*parts))
+
+
+def default_squad() -> Path:
+    return shared_data("datasets", "squad2-dev-half", "dev-v2.0-half.json")
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question with the sentences of its passage; ``positives`` are indices into them."""
+
+    qid: str
+    article: str
+    question: str
+    heading: str
+    sentences: tuple[str, ...]
+    positives: frozenset[int]  # empty: the passage does not answer (SQuAD 2.0 "impossible")
+    paragraph: int
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.positives)
+
+    def context(self, i: int) -> tuple[str, str]:
+        """(previous, next) sentence around sentence i, '' at the passage edges."""
+        prev = self.sentences[i - 1] if i > 0 else ""
+        nxt = self.sentences[i + 1] if i + 1 < len(self.sentences) else ""
+        return prev, nxt
+
+    def text(self, i: int) -> str:
+        prev, nxt = self.context(i)
+        return candidate_text(self.sentences[i], self.heading, prev, nxt)
+
+
+@dataclass(frozen=True)
+class Pair:
+    question: str
+    text: str
+    label: float
+
+
+def split_of(key: str) -> str:
+    """'train' or 'heldout', stable across runs and machines (not Python's salted hash)."""
+    bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % 100
+    return "heldout" if bucket < HELD_OUT_PERCENT else "train"
+
+
+def half_of(key: str) -> str:
+    """'calib' or 'test': held-out questions are halved, thresholds fit on one half only."""
+    return "calib" if int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % 2 == 0 else "test"
+
+
+def load_squad(path: Path) -> list[QAItem]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+    items = []
+    for article in data:
+        heading = article["title"].replace("_", " ")
+        for p_no, para in enumerate(article["paragraphs"]):
+            context = para["context"]
+            spans = split_sentences(context)
+            sentences = tuple(context[a:b] for a, b in spans)
+            for qa in para["qas"]:
+                answers = [] if qa.get("is_impossible") else qa["answers"]
+                hit = set()
+                for ans in answers:
+                    lo, hi = ans["answer_start"], ans["answer_start"] + len(ans["text"])
+                    hit.update(i for i, (a, b) in enumerate(spans) if a < hi and lo < b)
+                if answers and not hit:
+                    continue  # an answer our splitter cannot place: skip, don't mislabel
+                items.append(QAItem(qa["id"], article["title"], qa["question"], heading, sentences,
+                                    frozenset(hit), p_no))
+    return items
+
+
+def build_pairs(items: Iterable[QAItem], seed: int = 13) -> list[Pair]:
+    """Labelled pairs for training, deterministic for a seed."""
+    rng = random.Random(seed)
+    items = list(items)
+    by_article: dict[str, list[QAItem]] = {}
+    for it in items:
+        by_article.setdefault(it.article, []).append(it)
+    pairs = []
+    for it in items:
+        q_terms = content_terms(it.question)
+        others = [i for i in range(len(it.sentences)) if i not in it.positives]
+        others.sort(key=lambda i: (-len(q_terms & content_terms(it.sentences[i])), i))
+        pairs += [Pair(it.question, it.text(i), 1.0) for i in sorted(it.positives)]
+        if it.answerable:
+            chosen = others[:1] + rng.sample(others[1:], min(1, len(others[1:])))
+        else:
+            chosen = others[:2] + rng.sample(others[2:], min(1, len(others[2:])))
+        pairs += [Pair(it.question, it.text(i), 0.0) for i in chosen]
+        elsewhere = [o for o in by_article[it.article] if o.paragraph != it.paragraph]
+        if elsewhere:
+            other = rng.choice(elsewhere)
+            pairs.append(Pair(it.question, other.text(rng.randrange(len(other.sentences))), 0.0))
+    rng.shuffle(pairs)
+    return pairs
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    pairs: int
+    positives: int
+    seconds: float
+    pairs_per_second: float
+    out_dir: Path
+
+
+def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled", seed: int = 13,
+                 max_pairs: int | None = None, epochs: int = 1, batch_size: int = 16,
+                 lr: float = 5e-5, max_length: int = 96, train_layers: int = 1,
+                 progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
+    """Fine-tune MiniLM as a binary cross-encoder on the train articles; save fp16 weights.
+
+    ``max_pairs`` caps the pairs (a seeded sample) so a run fits a time budget;
+    only the top ``train_layers`` transformer layers (and the head) learn, which
+    halves the backward pass and keeps the lower layers' general English intact.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from .embedding import resolve_model
+
+    if batch_size <= 0 or epochs <= 0:
+        raise ValueError(f"batch_size and epochs must be > 0, got {batch_size}, {epochs}")
+    hf_logging.set_verbosity_error()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    items = [it for it in load_squad(squad_path) if split_of(it.article) == "train"]
+    pairs = build_pairs(items, seed)
+    if max_pairs is not None:
+        pairs = pairs[:max_pairs]  # already shuffled with the seed
+    if not pairs:
+        raise ValueError(f"no training pairs from {squad_path}")
+    path = resolve_model(base_model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    layers = model.bert.encoder.layer
+    for module in [model.bert.embeddings, *layers[:max(0, len(layers) - train_layers)]]:
+        module.requires_grad_(False)
+    model.train()
+    batches = _length_batches(pairs, batch_size, random.Random(seed))
+    steps = len(batches) * epochs
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    started = time.perf_counter()
+    step = 0
+    for _ in range(epochs):
+        for batch in batches:
+            enc = tokenizer([p.question for p in batch], [p.text for p in batch], truncation="only_second",
+                            max_length=max_length, padding=True, return_tensors="pt")
+            logits = model(**enc).logits.squeeze(-1)
+            loss = loss_fn(logits, torch.tensor([p.label for p in batch]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            if progress:
+                progress(step, steps, loss.item())
+    seconds = time.perf_counter() - started
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.half().save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    meta = {"format": FORMAT, "max_length": max_length, "seed": seed, "pairs": len(pairs),
+            "positives": int(sum(p.label for p in pairs)), "epochs": epochs, "batch_size": batch_size,
+            "lr": lr, "train_layers": train_layers, "train_seconds": round(seconds, 1), "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
+    (out_dir / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return TrainReport(len(pairs), meta["positives"], seconds, len(pairs) * epochs / seconds, out_dir)
+
+
+def _length_batches(pairs: list[Pair], batch_size: int, rng: random.Random) -> list[list[Pair]]:
+    """Batches of similar length (less padding, so less wasted compute), in a seeded random order."""
+    size = lambda p: len(p.question) + len(p.text)
+    batches = []
+    window = batch_size * 50
+    for i in range(0, len(pairs), window):
+        part = sorted(pairs[i:i + window], key=size)
+        batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def calibrate_reader(model_dir: Path, squad_path: Path, *, limit: int = 250, seed: int = 13) -> dict:
+    """Platt-scale the reader's logit on the 'calib' half of the held-out SQuAD questions.
+
+    Every sentence of each question's paragraph is a candidate; the label is
+    whether it holds the answer, so unanswerable questions teach it that a
+    plausible-looking sentence is not an answer. Returns what was fit.
+    """
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from .reader import Reader, save_calibration
+
+    items = [it for it in load_squad(squad_path)
+             if split_of(it.article) == "heldout" and half_of(it.qid) == "calib"]
+    rng = random.Random(seed)
+    items = rng.sample(items, min(limit, len(items)))
+    reader = Reader(Path(model_dir))
+    x, y = [], []
+    for it in items:
+        x += list(reader.logits(it.question, [it.text(i) for i in range(len(it.sentences))]))
+        y += [i in it.positives for i in range(len(it.sentences))]
+    if len(set(y)) < 2:
+        raise ValueError("calibration needs both answer and non-answer sentences")
+    fit = LogisticRegression(C=1.0, max_iter=1000).fit(np.array(x).reshape(-1, 1), np.array(y))
+    w, b = float(fit.coef_[0][0]), float(fit.intercept_[0])
+    note = f"Platt scaling on {len(items)} held-out SQuAD questions (calib half), {len(y)} sentences"
+    save_calibration(model_dir, ["logit"], [w], b, fit_on=note)
+    return {"weights": [w], "bias": b, "questions": len(items), "sentences": len(y)}

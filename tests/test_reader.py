@@ -1,0 +1,121 @@
+"""The trained reader: a reader trained here through the real pipeline, refusals, quotes, and the training path."""
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.answering import Scored, _candidates, compose
+from rag.errors import ReaderNotFoundError
+from rag.pipeline import Pipeline
+from rag.reader import resolve_reader
+from rag.training import default_squad
+from rag.types import Hit
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUAD = default_squad()
+
+
+def assert_verbatim(answer, index):
+    assert answer.citations
+    for c in answer.citations:
+        assert index.documents[c.doc_id].text[c.start:c.end] == c.quote
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tmp_path_factory):
+    """A reader trained here on a few hundred SQuAD pairs through the real training code.
+
+    No reader ships yet (the one trained on a machine shared by many jobs did not beat the
+    heuristic; see the README), so the reader path is exercised with this one.
+    """
+    from rag.reader import Reader
+    from rag.training import train_reader
+
+    if not SQUAD.exists():
+        pytest.skip(f"needs the shared SQuAD 2.0 file at {SQUAD}")
+    folder = tmp_path_factory.mktemp("reader") / "tiny"
+    train_reader(SQUAD, folder, max_pairs=192, max_length=64, train_layers=1, batch_size=32)
+    return Reader(folder)
+
+
+@pytest.fixture(scope="module")
+def reader_pipeline(corpus_settings, embedder, tiny_reader):
+    return Pipeline(replace(corpus_settings, min_answer_score=0.999), embedder=embedder, reader=tiny_reader)
+
+
+def test_min_answer_score_is_the_refusal_knob(corpus_settings, embedder, tiny_reader):
+    reader = tiny_reader
+    strict = Pipeline(replace(corpus_settings, min_answer_score=0.999), embedder=embedder, reader=reader)
+    lenient = Pipeline(replace(corpus_settings, min_answer_score=0.0), embedder=embedder, reader=reader)
+    question = "How many therapy appointments did Kaiser cancel during the 2022 strike?"
+    assert strict.ask(question).refused
+    answer = lenient.ask(question)
+    assert not answer.refused and 1 <= len(answer.citations) <= 3
+    assert_verbatim(answer, lenient.index)
+
+
+def test_refusal_shows_closest_passages_verbatim(reader_pipeline):
+    answer = reader_pipeline.ask("Who is the CEO of Kaiser Permanente?")
+    assert answer.refused and answer.kind == "not_found" and not answer.citations
+    assert answer.related
+    for c in answer.related:
+        assert reader_pipeline.index.documents[c.doc_id].text[c.start:c.end] == c.quote
+
+
+def test_adjacent_sentences_merge_into_one_quote(pipeline):
+    index = pipeline.index
+    chunk = index.chunks[0]
+    cands = _candidates([Hit(chunk, 1.0)], index)
+    text = index.documents[chunk.doc_id].text
+    pair = next((a, b) for a, b in zip(cands, cands[1:])
+                if not text[a.end:b.start].strip() and "\n" not in text[a.end:b.start])
+    far = next(c for c in cands if c.start > pair[1].end + 1 and c.doc_id == chunk.doc_id
+               and "\n" in text[pair[1].end:c.start])
+    # ranked: the later sentence best, then something far away, then its neighbour
+    chosen = [Scored(pair[1], 0.9, 0, 0), Scored(far, 0.8, 0, 0), Scored(pair[0], 0.7, 0, 0)]
+    text_out, citations, pieces = compose(chosen, index)
+    assert len(pieces) == len(citations) == 2
+    (first, c1), (second, c2) = [(p.text, c) for p, c in zip(pieces, citations)]
+    assert c1.n == 1 and c2.n == 2
+    assert c1.start <= pair[0].start and c1.end >= pair[1].end  # one quote, in the best sentence's place
+    assert far.text in second
+    for p, c in zip(pieces, citations):
+        assert text[c.start:c.end] == p.text == c.quote and p.n == c.n
+    assert text_out == f"{first} [1] {second} [2]"
+
+
+def test_answers_hold_no_headings_or_fragments(pipeline, reader_pipeline):
+    for p, question in [(pipeline, "What are the therapists demanding?"),
+                        (reader_pipeline, "Why are Kaiser therapists striking?")]:
+        answer = p.ask(question)
+        for c in answer.citations:
+            assert len(c.quote.split()) >= 4 and not c.quote.rstrip().endswith(":")
+        if not answer.refused:
+            assert_verbatim(answer, pipeline.index)
+
+
+def test_missing_reader_is_a_clear_error(tmp_path):
+    with pytest.raises(ReaderNotFoundError, match="rag train-reader"):
+        resolve_reader(str(tmp_path))
+
+
+@pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared SQuAD 2.0 file at {SQUAD}")
+def test_training_path_builds_a_loadable_reader(tmp_path):
+    """A tiny run (a few hundred pairs, one layer learning) through the real training code."""
+    from rag.reader import Reader
+    from rag.training import build_pairs, load_squad, split_of, train_reader
+
+    items = load_squad(SQUAD)
+    train = [it for it in items if split_of(it.article) == "train"]
+    assert train and len({it.article for it in items} - {it.article for it in train}) >= 3  # articles held out
+    pairs = build_pairs(train[:200], seed=1)
+    assert pairs == build_pairs(train[:200], seed=1)  # seeded
+    answerable = next(it for it in train if it.answerable)
+    assert all(answerable.sentences[i] for i in answerable.positives)
+    report = train_reader(SQUAD, tmp_path / "tiny", max_pairs=192, max_length=64, train_layers=1, batch_size=32)
+    assert report.pairs == 192 and 0 < report.positives < 192
+    reader = Reader(tmp_path / "tiny")
+    logits = reader.logits("Who ruled the Yuan dynasty?", ["Kublai Khan ruled the Yuan dynasty.", "Rain fell."])
+    assert logits.shape == (2,) and np.isfinite(logits).all()
+    assert reader.meta["pairs"] == 192 and reader.meta["seed"] == 13
