@@ -70,7 +70,7 @@ class Settings:
     # measured on the dev half of eval/seiu503.jsonl (see README).
     recency_boost: float = 0.15
     # The trained reader: "none" keeps the cosine + coverage heuristic (default
-    # until a reader beats it on held-out data: see models/reader/MODEL_CARD.md);
+    # until a reader beats it on held-out data; see the README);
     # "shipped" is models/reader/, where `rag train-reader` writes (no reader is committed yet:
     # the first one, trained on a shared busy machine, did not beat the heuristic), or any folder.
     reader_model: str = "none"

@@ -2,7 +2,7 @@
 says how likely that sentence answers it.
 
 Trained here from the bundled all-MiniLM-L6-v2 weights on SQuAD 2.0 (see
-rag/training.py and models/reader/MODEL_CARD.md). The probability is
+rag/training.py). The probability is
 calibrated (Platt scaling on held-out SQuAD questions), so "refuse below 0.5"
 means what it says; ``Settings.min_answer_score`` is that cut-off.
 """
