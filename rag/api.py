@@ -59,6 +59,8 @@ class CitationIn(BaseModel):
     quote: Text = Field(max_length=fb.MAX_QUOTE_CHARS)
     start: StrictInt = Field(ge=0)
     end: StrictInt = Field(ge=0)
+    section: Text = Field("", max_length=fb.MAX_NAME_CHARS)
+    date: Text | None = Field(None, max_length=20)
 
 
 class RatingRequest(BaseModel):

@@ -37,7 +37,7 @@ MAX_NAME_CHARS = 300  # doc ids, titles, chunk ids
 # stored text is printed to a terminal by `rag feedback`. Newlines and tabs stay.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
-                    "start": int, "end": int}
+                    "start": int, "end": int, "section": str, "date": str}
 SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern"})  # never keep what was said
 _NOT_KEPT = "(not stored: {kind} message)"
 _SCHEMA = """
@@ -218,7 +218,7 @@ def clean_citations(citations: object) -> list[dict]:
         row = {}
         for key, kind in _CITATION_FIELDS.items():
             value = c.get(key)
-            if key == "page" and key in c and value is None:  # not a PDF
+            if key in ("page", "date") and key in c and value is None:  # not a PDF; no known date
                 row[key] = None
             elif kind is int and isinstance(value, int) and not isinstance(value, bool):
                 row[key] = value

@@ -213,7 +213,7 @@ def test_several_folders_are_served_end_to_end(tmp_path, embedder):
     pipeline = Pipeline(settings, embedder=embedder)
     documents = pipeline.index.documents
     assert set(documents) == {"faq.txt", "union-b/faq.txt", "contract.pdf"}  # unique, nothing lost
-    assert pipeline.index.manifest.roots == [str(first.resolve()), str(second.resolve())]
+    assert pipeline.index.manifest.corpus_roots == [str(first.resolve()), str(second.resolve())]
     assert pipeline.index.manifest.dates["faq.txt"] == {"date": None, "source": ""}
     assert pipeline.index.manifest.dates["contract.pdf"]["source"] == "PDF metadata"
     assert any("union-b/faq.txt" in note for _, note in report.notes)

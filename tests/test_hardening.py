@@ -61,8 +61,9 @@ def test_a_streamed_body_without_a_length_is_cut_off_at_the_limit(server):
 def test_only_a_bounded_window_is_screened_before_the_length_check(pipeline, monkeypatch):
     """A 10 MB question was screened whole for crisis words (12-39 s) before being refused."""
     screened = []
-    real = rag.pipeline.safety_check
-    monkeypatch.setattr(rag.pipeline, "safety_check", lambda text: screened.append(len(text)) or real(text))
+    real = rag.pipeline.screen
+    monkeypatch.setattr(rag.pipeline, "screen",
+                        lambda text, detector=None: screened.append(len(text)) or real(text, detector))
     limit = pipeline.settings.max_question_chars
     with pytest.raises(rag.pipeline.InvalidQuestionError, match="please keep it under"):
         pipeline.ask("Is there a strike? " * 50_000)
