@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test setup index browser eval bench load clean crisis-model bench-crisis
+.PHONY: run test test-llm setup index browser eval bench load clean crisis-model bench-crisis
 
 run: $(STAMP) index
 	$(PY) app.py
@@ -19,6 +19,13 @@ test: $(STAMP) browser
 	$(VENV)/bin/rag eval eval/questions.jsonl --index .cache/eval-index --out .cache/eval-results.jsonl --report .cache/eval-report.html
 	$(VENV)/bin/rag ingest ../shared/corpora/seiu503-higher-ed --index .cache/seiu503-index
 	$(VENV)/bin/rag eval eval/seiu503.jsonl --index .cache/seiu503-index --out .cache/seiu503-results.jsonl --report .cache/seiu503-report.html --thresholds eval/seiu503-thresholds.json
+
+# Generated answers against a real llama.cpp server (SmolLM2-135M): llama-cpp-python builds from
+# source (no wheel on the index; pip caches the one it builds), so this is apart from `make test`,
+# where that test skips with its reason.
+test-llm: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,llm-test]'
+	$(PY) -m pytest -q tests/test_generation_llama.py
 
 setup: $(STAMP)
 
