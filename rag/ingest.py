@@ -36,7 +36,6 @@ class IngestReport:
     sentences_embedded: int = 0  # answer sentences sent to the model
     seconds: float = 0.0
     version: str = ""
-    roots: list[str] = field(default_factory=list)  # absolute corpus folders, in order
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
@@ -81,7 +80,6 @@ def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]
             docs[doc.doc_id] = doc
             if item.note:
                 report.notes.append((doc.doc_id, item.note))
-    report.roots = [str(Path(root).resolve()) for root in corpus_dirs]
     return list(docs.values()), report
 
 

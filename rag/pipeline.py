@@ -21,8 +21,8 @@ from .reader import Reader, load_reader
 from .retrieval import Retriever
 from .crisis import CrisisDetector, CrisisHead
 from .safety import SENSITIVE, screen
-from .types import Answer
-from .updates import annotate, date_labels, label_pieces, label_text, prefer_recent, reconcile
+from .types import Answer, cited_text
+from .updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -143,10 +143,11 @@ class Pipeline:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
                           related=annotate(related(ranked), documents), standalone_question=query,
                           timings_ms=timings, notice=notice, contact=self.contact)
-        text, citations, pieces = compose(chosen, retriever.index)
+        _, citations, pieces = compose(chosen, retriever.index)
         citations = annotate(citations, documents)
         labels = labels or date_labels(query, citations)
-        text, pieces = label_text(text, citations, labels), label_pieces(pieces, citations, labels)
+        pieces = label_pieces(pieces, citations, labels)
+        text = cited_text(pieces)  # the plain text is always the pieces', never edited on its own
         answer = Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
                         retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice)
         if generate and self.generator:  # only once safety, retrieval and the answerer said "answer"

@@ -138,20 +138,6 @@ def date_labels(question: str, citations: Sequence[Citation]) -> dict[int, str]:
     return {pos: display(c.date) for pos, c in enumerate(citations) if c.date and not parse_date(c.quote)}
 
 
-def label_text(text: str, citations: Sequence[Citation], labels: dict[int, str]) -> str:
-    """The composed "quote [n] quote [m]" answer with each labelled quote opened by "(date) "."""
-    if not labels:
-        return text
-    out = text
-    for pos in sorted(labels, reverse=True):  # right to left keeps earlier offsets valid
-        c = citations[pos]
-        marker = f"{c.quote} [{c.n}]"
-        at = out.find(marker)
-        if at >= 0:
-            out = f"{out[:at]}({labels[pos]}) {out[at:]}"
-    return out
-
-
 def label_pieces(pieces: Sequence[Piece], citations: Sequence[Citation],
                  labels: dict[int, str]) -> tuple[Piece, ...]:
     """The answer's pieces with each labelled quote opened by a "(date)" piece of our own (n=None)."""
