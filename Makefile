@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test test-llm setup index browser eval bench load clean crisis-model bench-crisis
+.PHONY: run test test-llm setup index browser eval bench load clean crisis-model bench-crisis reader-model bench-reader
 
 run: $(STAMP) index
 	$(PY) app.py
@@ -64,6 +64,15 @@ crisis-model: $(STAMP)
 
 bench-crisis: $(STAMP)
 	$(PY) scripts/bench_crisis.py
+
+# The reader (models/reader/) from SQuAD 2.0 in ../shared: seeded, ~23 minutes on 2 cores.
+reader-model: $(STAMP)
+	$(VENV)/bin/rag train-reader --out models/reader
+
+# Heuristic and reader side by side: SQuAD held-out, WikiQA, both eval sets, latency.
+bench-reader: $(STAMP)
+	$(VENV)/bin/rag ingest ../shared/corpora/seiu503-higher-ed --index .cache/seiu503-index
+	$(PY) scripts/bench_reader.py --strike-index .cache/strike-index --seiu-index .cache/seiu503-index
 
 clean:
 	rm -rf $(VENV) .cache index/build-* index/CURRENT

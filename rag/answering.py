@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .chunking import split_sentences
 from .embedding import Embedder
 from .index import Index
 from .lexical import content_terms
@@ -19,6 +18,7 @@ from .reader import Reader, candidate_text
 from .types import Citation, Hit, Piece, cited_text
 
 NOT_FOUND = "The strike documents don't say."
+HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on eval/questions.jsonl
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
 CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
 
@@ -37,9 +37,8 @@ _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 class Candidate:
     """A sentence that might answer, with what the reader needs around it.
 
-    Today the sentences of the retrieved chunks are split here, per question;
-    a first stage that reads sentences stored at ingest only has to produce
-    these (and ``Answerer._sentence_vectors`` can then read stored vectors).
+    Everything here comes from the sentence table stored at ingest: no text is
+    split or embedded per question.
     """
 
     doc_id: str
@@ -52,6 +51,7 @@ class Candidate:
     rank: int  # retrieval rank of the chunk it came from
     sentence: int = -1  # row in the index's sentence table (its vector)
     heading: str = ""  # where it sits: the section or document title
+    previous: tuple[int, int] | None = None  # span of the sentence before it in its paragraph
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,8 @@ class Answerer:
             return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
                            float(heuristic[i])) for i in order]
         top = order[:self.read_top]
-        # The sentence before gives the reader context; looked up for these few only.
         texts = [candidate_text(candidates[i].text, candidates[i].heading,
-                                _previous_sentence(index.documents[candidates[i].doc_id].text, candidates[i].start))
-                 for i in top]
+                                _span_text(index, candidates[i].doc_id, candidates[i].previous)) for i in top]
         probs = self.reader.probabilities(question, texts, {
             "cosine": semantic[top], "coverage": coverage[top], "type_ok": typed[top].astype(np.float64)})
         scored = [Scored(candidates[i], float(p), float(semantic[i]), float(coverage[i]), float(heuristic[i]))
@@ -230,21 +228,39 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
     for rank, hit in enumerate(hits):
         chunk = hit.chunk
         doc = index.documents[chunk.doc_id]
-        for row, start, end in index.sentences_of(index.row_of(chunk)):
+        row = index.row_of(chunk)
+        sentences = index.sentences_of(row)
+        previous = _last_sentence_before(index, row, chunk.doc_id, sentences[0][1]) if sentences else None
+        for sentence_row, start, end in sentences:
+            before, previous = previous, (start, end)
             text = doc.text[start:end]
-            if row in seen or not _informative(text, doc.title) or doc.is_heading(start, end):
+            if sentence_row in seen or not _informative(text, doc.title) or doc.is_heading(start, end):
                 continue
-            seen.add(row)
+            seen.add(sentence_row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
-                                 start, end, text, rank, row, heading=chunk.section or chunk.title))
+                                 start, end, text, rank, sentence_row, heading=chunk.section or chunk.title,
+                                 previous=_same_paragraph(doc.text, before, start)))
     return out
 
 
-def _previous_sentence(text: str, start: int) -> str:
-    """The sentence before ``start`` in its paragraph ('' at a paragraph start)."""
-    paragraph_start = max(text.rfind("\n", 0, start) + 1, start - 600)  # bounded: one sentence is enough
-    before = split_sentences(text, paragraph_start, start)
-    return text[before[-1][0]:before[-1][1]] if before else ""
+def _last_sentence_before(index: Index, row: int, doc_id: str, start: int) -> tuple[int, int] | None:
+    """The stored sentence ending before ``start``, from the chunk before (a document's chunks
+    are consecutive rows); None at the document's start."""
+    if row == 0 or index.chunks[row - 1].doc_id != doc_id:
+        return None
+    earlier = [(a, b) for _, a, b in index.sentences_of(row - 1) if b <= start]
+    return earlier[-1] if earlier else None
+
+
+def _same_paragraph(text: str, span: tuple[int, int] | None, start: int) -> tuple[int, int] | None:
+    """``span`` if only spaces part it from ``start`` (the same paragraph), else None."""
+    if span is None or start - span[1] > 200 or "\n" in text[span[1]:start]:
+        return None
+    return span
+
+
+def _span_text(index: Index, doc_id: str, span: tuple[int, int] | None) -> str:
+    return index.documents[doc_id].text[span[0]:span[1]] if span else ""
 
 
 _ATTRIBUTION = re.compile(r"\b(said|says|say|stated|states|according to|told|wrote)\b", re.I)
@@ -258,12 +274,10 @@ def _with_context(c: Candidate, text: str) -> Candidate:
     The widened quote is still one verbatim span of the document."""
     if not _ANAPHOR.search(c.text) or (c.text.startswith(("“", '"')) and _ATTRIBUTION.search(c.text)):
         return c
-    paragraph_start = text.rfind("\n", 0, c.start) + 1
-    before = split_sentences(text, paragraph_start, c.start)
-    if not before:
+    if c.previous is None:
         return c
-    start = before[-1][0]
-    return replace(c, start=start, text=text[start:c.end])
+    start = c.previous[0]
+    return replace(c, start=start, text=text[start:c.end], previous=None)
 
 
 def _informative(sentence: str, title: str) -> bool:

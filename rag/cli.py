@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--squad", type=Path, help="SQuAD 2.0 JSON (default ../shared/datasets/squad2-dev-half/dev-v2.0-half.json)")
     tr.add_argument("--out", type=Path, default=Path("models/reader"), help="model folder (default models/reader)")
     tr.add_argument("--seed", type=int, default=13)
-    tr.add_argument("--pairs", type=int, default=1200, help="training pairs (a seeded sample; default 1200)")
+    tr.add_argument("--pairs", type=int, help="cap on training pairs (a seeded sample; default: all, ~19k)")
     tr.add_argument("--calibration-questions", type=int, default=250)
     tr.set_defaults(run=_train_reader)
 
@@ -176,7 +176,7 @@ def _train_reader(args, settings: Settings) -> int:
     squad = args.squad or default_squad()
     if not squad.is_file():
         raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
-    if args.pairs <= 0:
+    if args.pairs is not None and args.pairs <= 0:
         raise ValueError(f"--pairs must be > 0, got {args.pairs}")
     started = time.monotonic()
 

@@ -60,19 +60,19 @@ class Settings:
     fusion: str = "convex"  # or "rrf"
     # The answerer refuses when its best sentence scores below this (0-1):
     # higher refuses more, lower answers more and risks answering off the point.
-    # With reader_model="none" (the default) that score is the cosine + coverage
-    # heuristic's, calibrated on the eval set at 0.44; with a reader it is the
-    # reader's calibrated probability that the sentence answers, and must be
-    # chosen on the eval sets' dev halves (scripts/bench_reader.py prints a grid).
-    min_answer_score: float = 0.44
+    # With the reader it is the reader's calibrated probability that the sentence
+    # answers; None (the default) takes the threshold stored with the reader
+    # (reader.json "threshold", chosen on the eval sets' dev halves, see the model
+    # card), or 0.44 on the old heuristic's scale when reader_model is "none".
+    min_answer_score: float | None = None
     # For questions about the present ("latest", "yet", "has ... been"), newer documents
     # chunks get up to this much added to their fused retrieval score (0 turns it off);
     # measured on the dev half of eval/seiu503.jsonl (see README).
     recency_boost: float = 0.15
-    # The trained reader: "none" keeps the cosine + coverage heuristic (default
-    # until a reader beats it on held-out data; see the README);
-    # "shipped" is models/reader/, where `rag train-reader` writes (no reader is committed yet:
-    # the first one, trained on a shared busy machine, did not beat the heuristic), or any folder.
+    # The trained reader (rag/reader.py): "none" (the default) keeps the cosine + coverage
+    # heuristic, which no reader trained here has beaten on held-out data yet (README, "The
+    # reader"); "shipped" is models/reader/, where `rag train-reader` writes; or any folder
+    # holding a trained reader.
     reader_model: str = "none"
     reader_candidates: int = 10  # sentences the first stage hands the reader per question
     max_question_chars: int = 2000
@@ -154,10 +154,15 @@ def export_environment(settings: Settings) -> None:
     """Write settings as RAG_* variables, for worker processes that rebuild them with from_env()."""
     for f in fields(settings):
         value = getattr(settings, f.name)
+        if value is None:  # unset (e.g. min_answer_score): the worker takes the default too
+            os.environ.pop(f"RAG_{f.name.upper()}", None)
+            continue
         os.environ[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def _parse(name: str, raw: str, default):
+    if default is None:  # optional numbers (min_answer_score)
+        default = 0.0
     if isinstance(default, Path):
         return Path(raw).expanduser()  # relative: under home (see Settings.__post_init__)
     if isinstance(default, tuple):

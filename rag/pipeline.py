@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 
 from . import index as index_store
-from .answering import NOT_FOUND, Answerer, compose, related
+from .answering import HEURISTIC_MIN_SCORE, NOT_FOUND, Answerer, compose, related
 from .config import Settings
 from .conversation import standalone
 from .embedding import Embedder, load_embedder
@@ -67,7 +67,10 @@ class Pipeline:
         self.embedder = embedder or load_embedder(settings.model)
         if reader is None and settings.reader_model != "none":
             reader = load_reader(settings.reader_model)
-        self.answerer = Answerer(self.embedder, min_score=settings.min_answer_score, reader=reader,
+        min_score = settings.min_answer_score
+        if min_score is None:
+            min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
+        self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader,
                                  read_top=settings.reader_candidates)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
         self.contact = settings.contact()

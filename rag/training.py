@@ -120,10 +120,11 @@ def build_pairs(items: Iterable[QAItem], seed: int = 13) -> list[Pair]:
         others = [i for i in range(len(it.sentences)) if i not in it.positives]
         others.sort(key=lambda i: (-len(q_terms & content_terms(it.sentences[i])), i))
         pairs += [Pair(it.question, it.text(i), 1.0) for i in sorted(it.positives)]
-        if it.answerable:
-            chosen = others[:1] + rng.sample(others[1:], min(1, len(others[1:])))
-        else:
-            chosen = others[:2] + rng.sample(others[2:], min(1, len(others[2:])))
+        # The closest-by-words non-answers are the traps; one more at random keeps the
+        # model from learning "few shared words means no". Unanswerable questions get
+        # more of their paragraph: every sentence there is a trap.
+        hard = 2 if it.answerable else 3
+        chosen = others[:hard] + rng.sample(others[hard:], min(1, len(others[hard:])))
         pairs += [Pair(it.question, it.text(i), 0.0) for i in chosen]
         elsewhere = [o for o in by_article[it.article] if o.paragraph != it.paragraph]
         if elsewhere:
@@ -144,7 +145,8 @@ class TrainReport:
 
 def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled", seed: int = 13,
                  max_pairs: int | None = None, epochs: int = 1, batch_size: int = 16,
-                 lr: float = 5e-5, max_length: int = 96, train_layers: int = 1,
+                 lr: float = 4e-5, max_length: int = 128, train_layers: int = 6,
+                 pooling: str = "mean", head_lr: float = 1e-3,
                  progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
     """Fine-tune MiniLM as a binary cross-encoder on the train articles; save fp16 weights.
 
@@ -154,10 +156,11 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     """
     import numpy as np
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from .embedding import resolve_model
+    from .reader import build_scorer
 
     if batch_size <= 0 or epochs <= 0:
         raise ValueError(f"batch_size and epochs must be > 0, got {batch_size}, {epochs}")
@@ -173,14 +176,18 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
         raise ValueError(f"no training pairs from {squad_path}")
     path = resolve_model(base_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    layers = model.bert.encoder.layer
-    for module in [model.bert.embeddings, *layers[:max(0, len(layers) - train_layers)]]:
+    model = build_scorer(path, pooling)
+    bert = model.encoder if pooling == "mean" else model.bert
+    layers = bert.encoder.layer
+    for module in [bert.embeddings, *layers[:max(0, len(layers) - train_layers)]]:
         module.requires_grad_(False)
     model.train()
     batches = _length_batches(pairs, batch_size, random.Random(seed))
     steps = len(batches) * epochs
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("head.", "classifier."))]
+    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("head.", "classifier."))]
+    # The head starts from nothing and learns faster than the encoder it sits on.
+    optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01)
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
@@ -191,7 +198,8 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
         for batch in batches:
             enc = tokenizer([p.question for p in batch], [p.text for p in batch], truncation="only_second",
                             max_length=max_length, padding=True, return_tensors="pt")
-            logits = model(**enc).logits.squeeze(-1)
+            logits = model(**enc)
+            logits = logits if pooling == "mean" else logits.logits.squeeze(-1)
             loss = loss_fn(logits, torch.tensor([p.label for p in batch]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -204,9 +212,12 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     seconds = time.perf_counter() - started
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.half().save_pretrained(out_dir, safe_serialization=True)
+    if pooling == "mean":
+        model.save(out_dir)
+    else:
+        model.half().save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    meta = {"format": FORMAT, "max_length": max_length, "seed": seed, "pairs": len(pairs),
+    meta = {"format": FORMAT, "pooling": pooling, "head_lr": head_lr, "max_length": max_length, "seed": seed, "pairs": len(pairs),
             "positives": int(sum(p.label for p in pairs)), "epochs": epochs, "batch_size": batch_size,
             "lr": lr, "train_layers": train_layers, "train_seconds": round(seconds, 1), "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
     (out_dir / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -149,3 +149,36 @@ def test_cli_reports_unreadable_index(tmp_path, capsys):
     (tmp_path / "build-x" / "manifest.json").write_text("{not json")
     assert main(["ask", "anything", "--index", str(tmp_path)]) == 1
     assert "unreadable" in capsys.readouterr().err
+
+
+def test_a_question_splits_no_document_text(pipeline, monkeypatch):
+    """Sentence spans and the sentence before each candidate come from the table stored at ingest."""
+    import rag.chunking
+    import rag.sentences
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("document text was split at question time")
+
+    monkeypatch.setattr(rag.chunking, "split_sentences", refuse)
+    monkeypatch.setattr(rag.sentences, "split_sentences", refuse)
+    answer = pipeline.ask("Who said Kaiser management wants therapists to be cogs in a machine?")
+    assert "Shay Loftus" in answer.text  # the quote was still widened to the sentence naming its speaker
+    assert_verbatim(answer, pipeline)
+
+
+def test_candidates_carry_the_sentence_before_them_from_the_index(pipeline):
+    from rag.answering import _candidates
+    from rag.types import Hit
+
+    index = pipeline.index
+    checked = 0
+    for chunk in index.chunks:
+        text = index.documents[chunk.doc_id].text
+        for c in _candidates([Hit(chunk, 1.0)], index):
+            if c.previous is None:
+                continue
+            a, b = c.previous
+            assert b <= c.start and not text[b:c.start].strip() and "\n" not in text[b:c.start]
+            assert text[a:b].strip() and a < b
+            checked += 1
+    assert checked > 10

@@ -1,5 +1,6 @@
 """The dense index type follows the size, and a loaded index is memory-mapped."""
 import numpy as np
+import pytest
 
 from rag import index as index_store
 from rag.config import Settings
@@ -48,3 +49,30 @@ def test_ivf_recall_against_exact_search():
     found, truth = ivf.search(queries, 10)[1], exact.search(queries, 10)[1]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
     assert recall >= 0.9
+
+
+def test_a_topped_up_index_saves_loads_and_answers_from_copies(corpus_settings, embedder, tmp_path):
+    """scripts/bench_ask_scale.py's index: perturbed copies of real chunks, sharing their sentences."""
+    import importlib.util
+    from dataclasses import replace
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_ask_scale", ROOT / "scripts" / "bench_ask_scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    source = index_store.load(corpus_settings.index_dir)
+    n = len(source.chunks)
+    big = bench.topped_up_index(source, 3 * n + 1)
+    assert len(big.chunks) == big.dense.ntotal == 3 * n + 1 and len(big.sentences.spans) == len(source.sentences.spans)
+    for row in (0, n, 2 * n + 1, 3 * n):  # each copy finds its own row and quotes its original's sentences
+        assert big.row_of(big.chunks[row]) == row
+        assert big.sentences_of(row) == source.sentences_of(row % n)
+    index_store.save(big, tmp_path / "big")
+    pipeline = Pipeline(replace(corpus_settings, index_dir=tmp_path / "big"), embedder=embedder)
+    answer = pipeline.ask("How many therapy appointments did Kaiser cancel during the 2022 strike?")
+    assert "111,803" in answer.text
+    for c in answer.citations:
+        assert pipeline.index.documents[c.doc_id].text[c.start:c.end] == c.quote
+    with pytest.raises(ValueError, match="at least"):
+        bench.topped_up_index(source, n - 1)

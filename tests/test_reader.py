@@ -119,3 +119,27 @@ def test_training_path_builds_a_loadable_reader(tmp_path):
     logits = reader.logits("Who ruled the Yuan dynasty?", ["Kublai Khan ruled the Yuan dynasty.", "Rain fell."])
     assert logits.shape == (2,) and np.isfinite(logits).all()
     assert reader.meta["pairs"] == 192 and reader.meta["seed"] == 13
+    assert reader.meta["pooling"] == "mean" and (tmp_path / "tiny" / "head.safetensors").is_file()
+
+
+
+def test_the_refusal_threshold_travels_with_the_reader(tmp_path, corpus_settings, embedder, tiny_reader):
+    """min_answer_score unset: the reader's own threshold (reader.json); the heuristic keeps 0.44."""
+    import shutil
+
+    from rag.answering import HEURISTIC_MIN_SCORE
+    from rag.config import Settings
+    from rag.reader import Reader, save_threshold
+
+    assert Settings().min_answer_score is None and Settings().reader_model == "none"
+    assert Pipeline(corpus_settings, embedder=embedder).answerer.min_score == HEURISTIC_MIN_SCORE
+    folder = tmp_path / "reader"
+    shutil.copytree(tiny_reader.path, folder)
+    save_threshold(folder, 0.37, "a test")
+    reader = Reader(folder)
+    assert reader.threshold == 0.37
+    assert Pipeline(corpus_settings, embedder=embedder, reader=reader).answerer.min_score == 0.37
+    env = Settings.from_env(environ={"RAG_MIN_ANSWER_SCORE": "0.9"}, index_dir=corpus_settings.index_dir)
+    assert Pipeline(env, embedder=embedder, reader=reader).answerer.min_score == 0.9
+    with pytest.raises(ValueError, match="probability"):
+        save_threshold(folder, 1.5, "a test")

@@ -43,10 +43,23 @@ def test_settings_parse_each_type_and_flags_win(tmp_path):
 @pytest.mark.parametrize("name, raw, message", [
     ("RAG_TOP_K", "eight", "RAG_TOP_K must be a int, got 'eight'"),
     ("RAG_DENSE_WEIGHT", "lots", "RAG_DENSE_WEIGHT must be a float"),
+    ("RAG_MIN_ANSWER_SCORE", "high", "RAG_MIN_ANSWER_SCORE must be a float"),
 ])
 def test_bad_settings_say_which_variable(name, raw, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(environ={name: raw})
+
+
+def test_settings_exported_to_workers_come_back_the_same(monkeypatch, tmp_path):
+    import os
+
+    from rag.config import export_environment
+
+    for value in (None, 0.3):
+        monkeypatch.setattr(os, "environ", {"RAG_MIN_ANSWER_SCORE": "0.9"})
+        settings = Settings(home=tmp_path, min_answer_score=value, allowed_origins=("https://a.org",))
+        export_environment(settings)
+        assert Settings.from_env() == settings
 
 
 def test_nothing_else_reads_the_environment():
