@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
@@ -13,18 +14,16 @@ run: $(STAMP) index
 
 # The eval gates run on their own indexes (the shipped corpus; SEIU 503's real documents in
 # ../shared), so tests never touch index/.
-test: $(STAMP) browser
+test: $(TEST_STAMP) browser
 	$(PY) -m pytest -q
 	$(VENV)/bin/rag ingest corpus --index .cache/eval-index
 	$(VENV)/bin/rag eval eval/questions.jsonl --index .cache/eval-index --out .cache/eval-results.jsonl --report .cache/eval-report.html
 	$(VENV)/bin/rag ingest ../shared/corpora/seiu503-higher-ed --index .cache/seiu503-index
 	$(VENV)/bin/rag eval eval/seiu503.jsonl --index .cache/seiu503-index --out .cache/seiu503-results.jsonl --report .cache/seiu503-report.html --thresholds eval/seiu503-thresholds.json
 
-# Generated answers against a real llama.cpp server (SmolLM2-135M): llama-cpp-python builds from
-# source (no wheel on the index; pip caches the one it builds), so this is apart from `make test`,
-# where that test skips with its reason.
-test-llm: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,llm-test]'
+# Only the generated-answer tests against a real llama.cpp server (SmolLM2-135M); `make test`
+# runs them too.
+test-llm: $(TEST_STAMP)
 	$(PY) -m pytest -q tests/test_generation_llama.py
 
 setup: $(STAMP)
@@ -34,8 +33,13 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The test extra apart, so `make run` does not wait for llama-cpp-python's ~9-minute build.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 # Incremental: unchanged documents are not re-embedded, so this is quick when nothing changed.
 index: $(STAMP)
