@@ -53,22 +53,32 @@ HEAD_FILE = "head.safetensors"
 
 def build_scorer(encoder_path, pooling: str = "mean", head_path: Path | None = None):
     """The reader's network: a BERT encoder over "[CLS] question [SEP] candidate [SEP]" and a
-    linear head on the mean of its token states.
+    linear head; called with the tokenizer's tensors it returns one logit per pair. Both
+    kinds have ``.encoder`` (the BERT), ``.head`` (what learns from nothing) and ``.save(dir)``.
 
-    Mean pooling, not the usual [CLS] head: all-MiniLM-L6-v2 was trained through
-    mean pooling, so the mean of its token states already means something and a head on
-    it learns from a few thousand questions; its [CLS] state was never trained, and a
-    [CLS] head trained on the same 19k pairs stayed at 0.80 top-1 on its own training
-    questions (README, "The reader").
+    "mean" (the default): the head reads the mean of the token states. all-MiniLM-L6-v2 was
+    trained through mean pooling, so that mean already means something and a head on it
+    learns from a few thousand questions; its [CLS] state was never trained. "cls": the usual
+    sequence-classification head on [CLS] (design A in the README, "The reader").
     """
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    if pooling == "cls":
-        return AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=1,
-                                                                  torch_dtype=torch.float32)
-    if pooling != "mean":
+    if pooling not in ("mean", "cls"):
         raise ValueError(f"reader pooling must be 'mean' or 'cls', got {pooling!r}")
+
+    class ClsScorer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                encoder_path, num_labels=1, torch_dtype=torch.float32)
+            self.encoder, self.head = self.model.bert, self.model.classifier
+
+        def forward(self, **inputs):
+            return self.model(**inputs).logits.squeeze(-1)
+
+        def save(self, out_dir: Path) -> None:
+            self.model.half().save_pretrained(out_dir, safe_serialization=True)
 
     class MeanPoolScorer(torch.nn.Module):
         def __init__(self):
@@ -95,7 +105,7 @@ def build_scorer(encoder_path, pooling: str = "mean", head_path: Path | None = N
             save_file({k: v.half().contiguous() for k, v in self.head.state_dict().items()},
                       str(Path(out_dir) / HEAD_FILE))
 
-    return MeanPoolScorer()
+    return MeanPoolScorer() if pooling == "mean" else ClsScorer()
 
 
 class Reader:
@@ -125,7 +135,7 @@ class Reader:
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         # Weights ship as fp16 to stay small; CPUs compute fp32 (and int8) faster.
         self.pooling = meta.get("pooling", "cls")
-        model = build_scorer(self.path, self.pooling, self.path / HEAD_FILE if self.pooling == "mean" else None)
+        model = build_scorer(self.path, self.pooling, self.path / HEAD_FILE)
         model.eval()
         if quantize:  # int8 linear layers: 1.8x faster on this CPU, logits within ~0.03 of fp32
             with warnings.catch_warnings():  # torch marks its int8 tensor API deprecated; it still works
@@ -144,9 +154,7 @@ class Reader:
                 enc = self.tokenizer([question] * len(batch), batch, truncation="only_second",
                                      max_length=self.max_length, padding=True, return_tensors="pt")
             with self._torch.inference_mode():
-                scores = self.model(**enc)
-                scores = scores if self.pooling == "mean" else scores.logits.squeeze(-1)
-                out.append(scores.float().reshape(-1).numpy())
+                out.append(self.model(**enc).float().reshape(-1).numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def calibrate(self, logits: np.ndarray, features: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -167,22 +175,23 @@ class Reader:
 def save_calibration(path: Path, features: Sequence[str], weights: Sequence[float], bias: float,
                      **notes) -> None:
     """Write the calibration (and notes on what it was fit on) into reader.json."""
-    meta_path = Path(path) / "reader.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if len(features) != len(weights) or not all(math.isfinite(v) for v in [*weights, bias]):
         raise ValueError(f"calibration needs one finite weight per feature, got {features} {weights} {bias}")
-    meta["calibration"] = {"features": list(features), "weights": [round(float(w), 6) for w in weights],
-                           "bias": round(float(bias), 6), **notes}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    _update_meta(path, calibration={"features": list(features), "weights": [round(float(w), 6) for w in weights],
+                                    "bias": round(float(bias), 6), **notes})
 
 
 def save_threshold(path: Path, value: float, note: str) -> None:
     """Record the refusal threshold chosen for this reader, and how, in reader.json."""
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"a threshold is a probability in [0, 1], got {value}")
+    _update_meta(path, threshold={"value": round(float(value), 4), "chosen_on": note})
+
+
+def _update_meta(path: Path, **fields) -> None:
     meta_path = Path(path) / "reader.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["threshold"] = {"value": round(float(value), 4), "chosen_on": note}
+    meta.update(fields)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 

@@ -177,15 +177,14 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     path = resolve_model(base_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = build_scorer(path, pooling)
-    bert = model.encoder if pooling == "mean" else model.bert
-    layers = bert.encoder.layer
-    for module in [bert.embeddings, *layers[:max(0, len(layers) - train_layers)]]:
+    layers = model.encoder.encoder.layer
+    for module in [model.encoder.embeddings, *layers[:max(0, len(layers) - train_layers)]]:
         module.requires_grad_(False)
     model.train()
     batches = _length_batches(pairs, batch_size, random.Random(seed))
     steps = len(batches) * epochs
-    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("head.", "classifier."))]
-    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("head.", "classifier."))]
+    head = list(model.head.parameters())
+    body = [p for p in model.encoder.parameters() if p.requires_grad]
     # The head starts from nothing and learns faster than the encoder it sits on.
     optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01)
     warmup = max(1, steps // 10)
@@ -199,7 +198,6 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
             enc = tokenizer([p.question for p in batch], [p.text for p in batch], truncation="only_second",
                             max_length=max_length, padding=True, return_tensors="pt")
             logits = model(**enc)
-            logits = logits if pooling == "mean" else logits.logits.squeeze(-1)
             loss = loss_fn(logits, torch.tensor([p.label for p in batch]))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -212,10 +210,7 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     seconds = time.perf_counter() - started
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if pooling == "mean":
-        model.save(out_dir)
-    else:
-        model.half().save_pretrained(out_dir, safe_serialization=True)
+    model.save(out_dir)
     tokenizer.save_pretrained(out_dir)
     meta = {"format": FORMAT, "pooling": pooling, "head_lr": head_lr, "max_length": max_length, "seed": seed, "pairs": len(pairs),
             "positives": int(sum(p.label for p in pairs)), "epochs": epochs, "batch_size": batch_size,

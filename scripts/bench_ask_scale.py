@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,15 +48,13 @@ def topped_up_index(source, size: int, seed: int = 0):
         raise ValueError(f"--size must be at least the real build's {n} chunks")
     rng = np.random.default_rng(seed)
     chunks, base = list(source.chunks), np.arange(size) % n
-    per_doc: dict[str, int] = {}
-    for c in source.chunks:
-        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
-    seen = dict(per_doc)
-    for row in range(n, size):  # chunk ids keep "<doc>:<n>", n = the row's place among its document's
+    # Chunk ids keep "<doc>:<n>", n = the row's place among its document's rows: Index.row_of
+    # finds a chunk by that number.
+    seen = Counter(c.doc_id for c in source.chunks)
+    for row in range(n, size):
         c = source.chunks[base[row]]
         chunks.append(replace(c, chunk_id=f"{c.doc_id}:{seen[c.doc_id]}"))
         seen[c.doc_id] += 1
-    # Index.row_of finds a chunk among its document's rows by that number: rows must be in that order.
     real = np.asarray(source.chunk_vectors, np.float32)
     vectors = np.empty((size, real.shape[1]), np.float16)
     vectors[:n] = real

