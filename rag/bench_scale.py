@@ -108,7 +108,7 @@ def _embed(embedder, texts, batch_size, progress) -> np.ndarray:
     from .embedding import embed_all
     from .ingest import _progress_bar
 
-    with _progress_bar(len(texts), 0, progress) as tick:
+    with _progress_bar(f"embedding {len(texts)} texts", len(texts), progress) as tick:
         return embed_all(embedder, texts, batch_size, tick)
 
 

@@ -73,6 +73,30 @@ class SentenceTransformerEmbedder:
             out = torch.nn.functional.normalize(out.float(), p=2, dim=1)
         return out.numpy().reshape(len(texts), self.dim)
 
+    @property
+    def pools_means(self) -> bool:
+        """Whether the model's vector is the mean of its token states (then sums of states pool)."""
+        pooling = next((m for m in self.model if hasattr(m, "pooling_mode")), None)
+        return pooling is not None and pooling.pooling_mode == "mean"
+
+    def embed_batch_with_sums(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``embed_batch``'s vectors, and from the same pass each text's sum of token states
+        over its own tokens ([CLS], [SEP] and padding left out): sums of neighbouring texts
+        add up to a mean-pooled vector of the span they make, with no pass of its own."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            features = self._preprocess(list(texts))
+        special = torch.tensor(sorted(self._tokenizer.all_special_ids))
+        own = features["attention_mask"].bool() & ~torch.isin(features["input_ids"], special)
+        with torch.inference_mode():
+            out = self.model(features)
+            vectors = torch.nn.functional.normalize(out["sentence_embedding"].float(), p=2, dim=1)
+            sums = (out["token_embeddings"].float() * own.unsqueeze(-1)).sum(dim=1)
+        return vectors.numpy().reshape(len(texts), self.dim), sums.numpy().reshape(len(texts), self.dim)
+
     def overflow(self, text: str) -> int:
         with self._lock:
             ids = self._tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
@@ -81,19 +105,31 @@ class SentenceTransformerEmbedder:
 
 def embed_all(embedder: Embedder, texts: Sequence[str], batch_size: int = 32,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed many texts in batches, reporting how many finished after each.
+    """Unit vectors of many texts, in batches, reporting how many finished after each."""
+    return _batched(embedder.embed_batch, embedder.dim, texts, batch_size, progress)
 
-    Batches are cut from the texts sorted by length, longest first (as
+
+def embed_all_with_sums(embedder: SentenceTransformerEmbedder, texts: Sequence[str], batch_size: int = 32,
+                        progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``embed_all``, plus each text's sum of token states (``embed_batch_with_sums``)."""
+    both = _batched(lambda batch: np.hstack(embedder.embed_batch_with_sums(batch)), 2 * embedder.dim,
+                    texts, batch_size, progress)
+    return both[:, :embedder.dim], both[:, embedder.dim:]
+
+
+def _batched(embed: Callable[[Sequence[str]], np.ndarray], width: int, texts: Sequence[str], batch_size: int,
+             progress: Callable[[int], None] | None) -> np.ndarray:
+    """Batches cut from the texts sorted by length, longest first (as
     ``SentenceTransformer.encode`` sorts within one call): a batch is padded to
     its longest text, so mixing lengths would embed mostly padding.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    out = np.zeros((len(texts), width), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     for i in range(0, len(order), batch_size):
         rows = order[i:i + batch_size]
-        out[rows] = embedder.embed_batch([texts[r] for r in rows])
+        out[rows] = embed([texts[r] for r in rows])
         if progress:
             progress(len(rows))
     return out

@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,11 +112,32 @@ def dense_spec(n: int, exact_max: int | None = None) -> dict:
             "kmeans_iterations": IVF_KMEANS_ITERATIONS}
 
 
-def build_dense(vectors: np.ndarray, spec: dict):
-    """A FAISS index of unit vectors (inner product = cosine) of the kind spec names."""
+@contextmanager
+def omp_threads(n: int):
+    """FAISS's OpenMP thread count on the calling thread for the block, then put back.
+
+    FAISS and torch share one OpenMP runtime, so a count left set for FAISS is
+    torch's too: left at 1 after loading an index, it made every embedding pass
+    after it single-threaded (64 abstracts: 3.5 s, then 6.5 s)."""
     import faiss
 
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # training and adding use every core
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def build_dense(vectors: np.ndarray, spec: dict):
+    """A FAISS index of unit vectors (inner product = cosine) of the kind spec names."""
+    with omp_threads(os.cpu_count() or 1):  # training and adding use every core
+        return _build_dense(vectors, spec)
+
+
+def _build_dense(vectors: np.ndarray, spec: dict):
+    import faiss
+
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
     if spec["type"] == "flat":
@@ -270,10 +292,6 @@ def load(index_dir: Path) -> Index:
         chunks = [Chunk(**row) for row in _read_lines(folder / "chunks.jsonl")]
         dense = faiss.read_index(str(folder / "dense.faiss"), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
         _tune(dense, manifest.dense)
-        # One query is searched at a time: OpenMP threads only contend for the
-        # cores (a 20k-chunk exact search took 11 ms on 1 thread, 76 ms on 2,
-        # on a busy 2-core machine). Several workers are the way to use cores.
-        faiss.omp_set_num_threads(1)
         lexical = LexicalIndex.load(folder / "bm25", mmap=True)
         arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in (
             "chunk_vectors", "sentence_spans", "sentence_vectors", "chunk_sentence_offsets", "chunk_sentence_ids")}

@@ -15,7 +15,7 @@ from filelock import FileLock
 from . import index as index_store
 from .chunking import chunk_document
 from .config import Settings
-from .embedding import Embedder, embed_all, load_embedder, tiktoken_counter
+from .embedding import Embedder, embed_all, embed_all_with_sums, load_embedder, tiktoken_counter
 from .errors import CorpusError, IndexCorruptError, IndexNotFoundError
 from .index import Index, Manifest, SentenceTable
 from .sentences import document_sentences
@@ -32,7 +32,8 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, warning)
     chunks: int = 0
-    embedded: int = 0  # chunks actually sent to the model
+    embedded: int = 0  # chunks given new vectors
+    pooled: int = 0  # of those, pooled from their sentences' pass (not encoded on their own)
     sentences_embedded: int = 0  # answer sentences sent to the model
     seconds: float = 0.0
     version: str = ""
@@ -137,7 +138,7 @@ def _plan(documents, reusable, report, previous) -> set[str]:
 
 def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     """Chunks, their vectors and their sentence table: reused rows for unchanged
-    documents, and one embedding pass over the new chunks and new sentences."""
+    documents, and one embedding pass over the new chunks (and their sentences)."""
     count = tiktoken_counter(settings.encoding)
     dim = embedder.dim if embedder else reusable.manifest.dim
     chunks: list[Chunk] = []
@@ -145,18 +146,23 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     fresh_chunks: list[int] = []  # rows of chunks to embed
     spans: list[tuple[int, int]] = []
     sentence_parts: list[np.ndarray] = []  # vectors of sentence rows, in order (fresh ones zero)
-    fresh_sentences: list[tuple[int, str]] = []  # (sentence row, text) to embed
+    fresh_sentences: list[tuple[int, int]] = []  # (sentence row, the row of a chunk holding it)
     offsets, ids = [0], []
     for doc in documents:
         if doc.doc_id in plan:
             new = chunk_document(doc, count, settings.chunk_tokens, settings.chunk_overlap_tokens,
                                  hard_limit=embedder.overflow)
-            fresh_chunks.extend(range(len(chunks), len(chunks) + len(new)))
+            first_row = len(chunks)
+            fresh_chunks.extend(range(first_row, first_row + len(new)))
             chunks.extend(new)
             vector_parts.append(np.zeros((len(new), dim), np.float16))
             doc_spans, per_chunk = document_sentences(doc, new)
             base = len(spans)
-            fresh_sentences.extend((base + k, doc.text[a:b]) for k, (a, b) in enumerate(doc_spans))
+            owner: dict[int, int] = {}  # a chunk holding each sentence, to read its text
+            for n, chunk_ids in enumerate(per_chunk):
+                for k in chunk_ids:
+                    owner.setdefault(k, first_row + n)
+            fresh_sentences.extend((base + k, owner[k]) for k in range(len(doc_spans)))
             spans.extend(doc_spans)
             sentence_parts.append(np.zeros((len(doc_spans), dim), np.float16))
         else:
@@ -176,17 +182,59 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
             offsets.append(len(ids))
     matrix = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dim), np.float16)
     sentence_vectors = np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float16)
-    texts = [embedding_text(chunks[r]) for r in fresh_chunks] + [t for _, t in fresh_sentences]
-    if texts:
-        with _progress_bar(len(fresh_chunks), len(fresh_sentences), progress) as tick:
-            embedded = embed_all(embedder, texts, settings.batch_size, tick)
-        matrix[fresh_chunks] = embedded[:len(fresh_chunks)]
-        sentence_vectors[[r for r, _ in fresh_sentences]] = embedded[len(fresh_chunks):]
+    if fresh_chunks:
+        if settings.chunk_vectors == "pooled" and getattr(embedder, "pools_means", False):
+            encoded = _embed_pooled(chunks, spans, ids, offsets, fresh_chunks, fresh_sentences, embedder,
+                                    settings, matrix, sentence_vectors, progress)
+        else:
+            encoded = fresh_chunks
+            with _progress_bar(f"embedding {len(fresh_chunks)} chunks + {len(fresh_sentences)} sentences",
+                               len(fresh_chunks), progress, unit="chunk",
+                               texts=len(fresh_chunks) + len(fresh_sentences)) as tick:
+                matrix[fresh_chunks] = embed_all(embedder, [embedding_text(chunks[r]) for r in fresh_chunks],
+                                                 settings.batch_size, tick)
+                sentence_vectors[[j for j, _ in fresh_sentences]] = embed_all(
+                    embedder, _sentence_texts(fresh_sentences, chunks, spans), settings.batch_size, tick)
         report.embedded = len(fresh_chunks)
+        report.pooled = len(fresh_chunks) - len(encoded)
         report.sentences_embedded = len(fresh_sentences)
     table = SentenceTable(np.array(spans, np.int64).reshape(-1, 2), sentence_vectors,
                           np.array(offsets, np.int64), np.array(ids, np.int64))
     return chunks, matrix, table
+
+
+def _embed_pooled(chunks, spans, ids, offsets, fresh_chunks, fresh_sentences, embedder, settings, matrix,
+                  sentence_vectors, progress) -> list[int]:
+    """One pass over the new sentences and the new chunks' headings; a chunk's vector is
+    the mean of their token states (mean pooling over the chunk, minus attention across
+    sentences). Returns the rows of chunks with no sentence, encoded on their own after."""
+    headings = sorted({chunks[r].section for r in fresh_chunks if chunks[r].section})
+    texts = _sentence_texts(fresh_sentences, chunks, spans) + headings
+    lonely = [r for r in fresh_chunks if offsets[r + 1] == offsets[r]]
+    # Counted in chunks, as the user thinks of the corpus: chunks/s and the time left.
+    with _progress_bar(f"embedding {len(fresh_chunks)} chunks (as {len(fresh_sentences)} sentences)",
+                       len(fresh_chunks), progress, unit="chunk", texts=len(texts) + len(lonely)) as tick:
+        vectors, sums = embed_all_with_sums(embedder, texts, settings.batch_size, tick)
+        rows = [j for j, _ in fresh_sentences]
+        sentence_vectors[rows] = vectors[:len(rows)]
+        sentence_sum = dict(zip(rows, sums[:len(rows)]))
+        heading_sum = dict(zip(headings, sums[len(rows):]))
+        for r in fresh_chunks:
+            own = ids[offsets[r]:offsets[r + 1]]
+            if not own:
+                continue
+            total = np.sum([sentence_sum[j] for j in own], axis=0)
+            if chunks[r].section:
+                total = total + heading_sum[chunks[r].section]
+            matrix[r] = total / max(float(np.linalg.norm(total)), 1e-12)
+        if lonely:
+            matrix[lonely] = embed_all(embedder, [embedding_text(chunks[r]) for r in lonely], settings.batch_size, tick)
+    return lonely
+
+
+def _sentence_texts(rows, chunks, spans) -> list[str]:
+    """The text of each (sentence row, chunk row): read from its chunk, which holds the span."""
+    return [chunks[c].text[spans[j][0] - chunks[c].start:spans[j][1] - chunks[c].start] for j, c in rows]
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -216,7 +264,7 @@ def _manifest(embedder, reusable, chunking, documents, n_chunks, n_sentences, ro
 def _chunking_settings(settings: Settings) -> dict:
     return {"model": settings.model, "encoding": settings.encoding,
             "chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.chunk_overlap_tokens,
-            "text": TEXT_VERSION}
+            "text": TEXT_VERSION, "chunk_vectors": settings.chunk_vectors}
 
 
 # Bump when loaders/chunking change the text, headings or chunks of an unchanged file:
@@ -241,12 +289,13 @@ def _ingest_lock(index_dir: Path):
 
 
 @contextmanager
-def _progress_bar(chunks: int, sentences: int = 0, enabled: bool | None = None):
-    """A bar over every text to embed, with its rate and time left (tqdm's ETA)."""
+def _progress_bar(desc: str, total: int, enabled: bool | None = None, unit: str = "text", texts: int | None = None):
+    """A bar with its rate and time left (tqdm's ETA), counted in ``unit``s. Given ``texts``
+    (how many texts the ``total`` units take), each finished text moves it total/texts units."""
     from tqdm import tqdm
 
     enabled = sys.stderr.isatty() if enabled is None else enabled
-    desc = f"embedding {chunks} chunks" + (f" + {sentences} sentences" if sentences else "")
-    with tqdm(total=chunks + sentences, unit="text", unit_scale=True, desc=desc, disable=not enabled,
+    scale = total / texts if texts else 1.0
+    with tqdm(total=total, unit=unit, unit_scale=True, desc=desc, disable=not enabled,
               file=sys.stderr, smoothing=0.1) as bar:
-        yield bar.update
+        yield lambda n: bar.update(n * scale)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .embedding import Embedder
-from .index import Index
+from .index import Index, omp_threads
 from .types import Hit
 
 
@@ -32,7 +32,12 @@ class Retriever:
     def dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if self.index.dense.ntotal == 0:
             return []
-        scores, rows = self.index.dense.search(vector.reshape(1, -1).astype(np.float32), min(k, self.index.dense.ntotal))
+        # One query is searched at a time: OpenMP threads only contend for the cores (a
+        # 20k-chunk exact search took 11 ms on 1 thread, 76 ms on 2, on a busy 2-core
+        # machine). Several workers are the way to use the cores.
+        with omp_threads(1):
+            scores, rows = self.index.dense.search(vector.reshape(1, -1).astype(np.float32),
+                                                   min(k, self.index.dense.ntotal))
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
     def search(self, query: str, top_k: int = 8, vector: np.ndarray | None = None) -> list[Hit]:

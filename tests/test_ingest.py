@@ -39,6 +39,16 @@ class CountingEmbedder:
         return self.inner.overflow(text)
 
 
+class PoolingCountingEmbedder(CountingEmbedder):
+    """The real model with its token-state sums, so ingest pools chunk vectors from sentences."""
+
+    pools_means = True
+
+    def embed_batch_with_sums(self, texts):
+        self.embedded += len(texts)
+        return self.inner.embed_batch_with_sums(texts)
+
+
 @pytest.fixture
 def corpus(tmp_path):
     folder = tmp_path / "corpus"
@@ -309,3 +319,58 @@ def test_missing_or_empty_corpus_leaves_the_index_alone(tmp_path, corpus):
     with pytest.raises(CorpusError, match=r"no readable documents .*scan.pdf: corrupt PDF"):
         ingest([tmp_path / "empty"], settings)
     assert index_store.current_version(settings.index_dir) == live
+
+
+def test_chunk_vectors_are_pooled_from_the_one_pass_over_sentences(tmp_path, corpus):
+    """Pooled (the default): the model sees each sentence and heading once, never a whole chunk;
+    a chunk's vector is the mean of its sentences' and heading's token states; the answerer's
+    sentence vectors are the very ones the encoded build stores."""
+    import numpy as np
+
+    (corpus / "contract.md").write_text("# Article 12 Sick Leave\n\nEmployees accrue eight hours of sick leave "
+                                        "each month. Unused sick leave carries over.\n")
+    model = PoolingCountingEmbedder()
+    pooled_settings = settings_for(tmp_path)
+    assert pooled_settings.chunk_vectors == "pooled"
+    report = ingest([corpus], pooled_settings, lambda: model)
+    pooled = index_store.load(pooled_settings.index_dir)
+    headings = {c.section for c in pooled.chunks if c.section}
+    assert headings and report.pooled == report.embedded == len(pooled.chunks)
+    assert model.embedded == pooled.manifest.sentences + len(headings)  # no chunk encoded on its own
+
+    encoded_settings = replace(pooled_settings, index_dir=tmp_path / "encoded", chunk_vectors="encoded")
+    ingest([corpus], encoded_settings, lambda: model)
+    encoded = index_store.load(encoded_settings.index_dir)
+    assert [c.chunk_id for c in pooled.chunks] == [c.chunk_id for c in encoded.chunks]
+    assert np.allclose(np.asarray(pooled.sentence_vectors, np.float32),
+                       np.asarray(encoded.sentence_vectors, np.float32), atol=2e-3)
+    cosines = (np.asarray(pooled.chunk_vectors, np.float32) * np.asarray(encoded.chunk_vectors, np.float32)).sum(1)
+    assert cosines.min() > 0.75, cosines  # near the chunk's own encoding, not equal to it
+
+    row = next(r for r, c in enumerate(pooled.chunks) if c.section)
+    chunk = pooled.chunks[row]
+    doc = pooled.documents[chunk.doc_id]
+    parts = [doc.text[a:b] for _, a, b in pooled.sentences_of(row)] + [chunk.section]
+    total = model.inner.embed_batch_with_sums(parts)[1].sum(axis=0)
+    assert np.allclose(np.asarray(pooled.chunk_vectors[row], np.float32), total / np.linalg.norm(total), atol=2e-3)
+
+    hits = Retriever(pooled, model.inner).search("How much sick leave do employees accrue?", 1)
+    assert hits[0].chunk.doc_id == "contract.md"
+
+
+def test_a_bad_chunk_vectors_setting_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="RAG_CHUNK_VECTORS must be 'pooled' or 'encoded'"):
+        Settings.from_env(environ={"RAG_CHUNK_VECTORS": "late"})
+
+
+def test_loading_and_searching_an_index_leave_the_model_its_threads(tmp_path, corpus):
+    """FAISS and torch share one OpenMP runtime: FAISS's one search thread must not become torch's."""
+    import torch
+
+    settings = settings_for(tmp_path)
+    ingest([corpus], settings)
+    threads = torch.get_num_threads()
+    loaded = index_store.load(settings.index_dir)
+    assert torch.get_num_threads() == threads
+    assert Retriever(loaded, load_embedder()).search("When is the strike vote?", 3)
+    assert torch.get_num_threads() == threads
