@@ -114,7 +114,7 @@ class SentenceTransformerEmbedder:
                                rows_per_pass: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """``embed_batch_with_sums`` for many short texts, packed several to a sequence.
 
-        Texts are packed first-fit-decreasing into sequences of the model's length,
+        Texts are packed best-fit-decreasing into sequences of the model's length,
         each attending only to itself (a block-diagonal mask) with positions starting
         at 0, so each comes out as it would alone (to ~1e-6), while the model runs on
         full sequences: 2,840 SciFact sentences took 21.7 s packed, 30.2 s one to a row.
@@ -125,17 +125,8 @@ class SentenceTransformerEmbedder:
         out_sums = np.zeros((len(texts), self.dim), np.float32)
         with self._lock:
             ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
-        special = set(self._tokenizer.all_special_ids)
-        rows: list[list[int]] = []
-        room: list[int] = []
-        for i in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
-            k = next((k for k in range(len(rows)) if room[k] >= len(ids[i])), None)
-            if k is None:
-                rows.append([])
-                room.append(self.max_tokens)
-                k = len(rows) - 1
-            rows[k].append(i)
-            room[k] -= len(ids[i])
+        special = torch.tensor(sorted(self._tokenizer.all_special_ids))
+        rows = _pack(ids, self.max_tokens)
         backbone = self.model[0].auto_model
         for start in range(0, len(rows), rows_per_pass):
             group = rows[start:start + rows_per_pass]
@@ -157,12 +148,12 @@ class SentenceTransformerEmbedder:
             with torch.inference_mode():
                 states = backbone(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                   token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()
+            own = ~torch.isin(input_ids, special)
             for i, r, at, n in placed:
                 tokens = states[r, at:at + n]
                 mean = tokens.mean(dim=0)
                 out_vectors[i] = (mean / mean.norm().clamp_min(1e-12)).numpy()
-                own = torch.tensor([t not in special for t in ids[i]])
-                out_sums[i] = tokens[own].sum(dim=0).numpy()
+                out_sums[i] = tokens[own[r, at:at + n]].sum(dim=0).numpy()
             if progress:
                 progress(sum(len(row) for row in group))
         return out_vectors, out_sums
@@ -171,6 +162,28 @@ class SentenceTransformerEmbedder:
         with self._lock:
             ids = self._tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
         return len(ids) - self.max_tokens
+
+
+def _pack(ids: Sequence[Sequence[int]], width: int) -> list[list[int]]:
+    """Best-fit decreasing: each text, longest first, into the fullest row it still fits.
+
+    Rows are filed by the room they have left, so placing a text looks at no more
+    than ``width`` room sizes, not at every row (a scan of every row took 7.4 s
+    for 49,000 sentence lengths, and grows with the square of the corpus).
+    """
+    rows: list[list[int]] = []
+    by_room: list[list[int]] = [[] for _ in range(width + 1)]  # room left -> rows with exactly that room
+    for i in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
+        n = len(ids[i])
+        room = next((r for r in range(n, width + 1) if by_room[r]), None)
+        if room is None:
+            rows.append([])
+            k, room = len(rows) - 1, width
+        else:
+            k = by_room[room].pop()
+        rows[k].append(i)
+        by_room[room - n].append(k)
+    return rows
 
 
 def embed_all(embedder: Embedder, texts: Sequence[str], batch_size: int = 32,

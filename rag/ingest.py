@@ -146,23 +146,18 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     fresh_chunks: list[int] = []  # rows of chunks to embed
     spans: list[tuple[int, int]] = []
     sentence_parts: list[np.ndarray] = []  # vectors of sentence rows, in order (fresh ones zero)
-    fresh_sentences: list[tuple[int, int]] = []  # (sentence row, the row of a chunk holding it)
+    fresh_sentences: list[tuple[int, str]] = []  # (sentence row, text) to embed
     offsets, ids = [0], []
     for doc in documents:
         if doc.doc_id in plan:
             new = chunk_document(doc, count, settings.chunk_tokens, settings.chunk_overlap_tokens,
                                  hard_limit=embedder.overflow)
-            first_row = len(chunks)
-            fresh_chunks.extend(range(first_row, first_row + len(new)))
+            fresh_chunks.extend(range(len(chunks), len(chunks) + len(new)))
             chunks.extend(new)
             vector_parts.append(np.zeros((len(new), dim), np.float16))
             doc_spans, per_chunk = document_sentences(doc, new)
             base = len(spans)
-            owner: dict[int, int] = {}  # a chunk holding each sentence, to read its text
-            for n, chunk_ids in enumerate(per_chunk):
-                for k in chunk_ids:
-                    owner.setdefault(k, first_row + n)
-            fresh_sentences.extend((base + k, owner[k]) for k in range(len(doc_spans)))
+            fresh_sentences.extend((base + k, doc.text[a:b]) for k, (a, b) in enumerate(doc_spans))
             spans.extend(doc_spans)
             sentence_parts.append(np.zeros((len(doc_spans), dim), np.float16))
         else:
@@ -184,8 +179,8 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     sentence_vectors = np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float16)
     if fresh_chunks:
         if settings.chunk_vectors == "pooled" and getattr(embedder, "pools_means", False):
-            encoded = _embed_pooled(chunks, spans, ids, offsets, fresh_chunks, fresh_sentences, embedder,
-                                    settings, matrix, sentence_vectors, progress)
+            encoded = _embed_pooled(chunks, ids, offsets, fresh_chunks, fresh_sentences, embedder, settings,
+                                    matrix, sentence_vectors, progress)
         else:
             encoded = fresh_chunks
             with _progress_bar(f"embedding {len(fresh_chunks)} chunks + {len(fresh_sentences)} sentences",
@@ -194,7 +189,7 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
                 matrix[fresh_chunks] = embed_all(embedder, [embedding_text(chunks[r]) for r in fresh_chunks],
                                                  settings.batch_size, tick)
                 sentence_vectors[[j for j, _ in fresh_sentences]] = embed_all(
-                    embedder, _sentence_texts(fresh_sentences, chunks, spans), settings.batch_size, tick)
+                    embedder, [t for _, t in fresh_sentences], settings.batch_size, tick)
         report.embedded = len(fresh_chunks)
         report.pooled = len(fresh_chunks) - len(encoded)
         report.sentences_embedded = len(fresh_sentences)
@@ -203,13 +198,13 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
     return chunks, matrix, table
 
 
-def _embed_pooled(chunks, spans, ids, offsets, fresh_chunks, fresh_sentences, embedder, settings, matrix,
+def _embed_pooled(chunks, ids, offsets, fresh_chunks, fresh_sentences, embedder, settings, matrix,
                   sentence_vectors, progress) -> list[int]:
     """One pass over the new sentences and the new chunks' headings; a chunk's vector is
     the mean of their token states (mean pooling over the chunk, minus attention across
     sentences). Returns the rows of chunks with no sentence, encoded on their own after."""
     headings = sorted({chunks[r].section for r in fresh_chunks if chunks[r].section})
-    texts = _sentence_texts(fresh_sentences, chunks, spans) + headings
+    texts = [t for _, t in fresh_sentences] + headings
     lonely = [r for r in fresh_chunks if offsets[r + 1] == offsets[r]]
     # Counted in chunks, as the user thinks of the corpus: chunks/s and the time left.
     with _progress_bar(f"embedding {len(fresh_chunks)} chunks (as {len(fresh_sentences)} sentences)",
@@ -230,11 +225,6 @@ def _embed_pooled(chunks, spans, ids, offsets, fresh_chunks, fresh_sentences, em
         if lonely:
             matrix[lonely] = embed_all(embedder, [embedding_text(chunks[r]) for r in lonely], settings.batch_size, tick)
     return lonely
-
-
-def _sentence_texts(rows, chunks, spans) -> list[str]:
-    """The text of each (sentence row, chunk row): read from its chunk, which holds the span."""
-    return [chunks[c].text[spans[j][0] - chunks[c].start:spans[j][1] - chunks[c].start] for j, c in rows]
 
 
 def embedding_text(chunk: Chunk) -> str:

@@ -39,7 +39,7 @@ def scifact_documents(path: Path, limit: int | None) -> list[Document]:
 
 
 def measure(name: str, settings: Settings, run, modes: list[str], rounds: int) -> None:
-    """Each round: model.encode on the chunk texts, then one fresh ingest per mode; the rounds
+    """Each round: one fresh ingest per mode, then model.encode on the chunk texts; the rounds
     interleave, so a slow spell of this shared machine hits every figure alike. Medians."""
     model = load_embedder(settings.model).model
     model.encode(["warm-up"] * 64, batch_size=settings.batch_size)  # first calls pay for lazy set-up
@@ -47,21 +47,16 @@ def measure(name: str, settings: Settings, run, modes: list[str], rounds: int) -
     seconds: dict[str, list[float]] = {mode: [] for mode in ["model.encode", *modes]}
     texts: list[str] = []
     for n in range(rounds):
-        if texts:
-            t = time.perf_counter()
-            model.encode(texts, batch_size=settings.batch_size, normalize_embeddings=True, show_progress_bar=False)
-            seconds["model.encode"].append(time.perf_counter() - t)
         for mode in modes:
             s = replace(settings, chunk_vectors=mode, index_dir=settings.index_dir / f"{mode}-{n}")
             started = time.perf_counter()
             report = run(s)
             seconds[mode].append(time.perf_counter() - started)
             print(f"  round {n + 1}, {mode}: {report.summary()}; {report.sentences_embedded} sentences", flush=True)
-        if not texts:  # the chunks are known once built; time encode on them (round 1 included)
-            texts = [embedding_text(c) for c in index_store.load(settings.index_dir / f"{modes[0]}-0").chunks]
-            t = time.perf_counter()
-            model.encode(texts, batch_size=settings.batch_size, normalize_embeddings=True, show_progress_bar=False)
-            seconds["model.encode"].append(time.perf_counter() - t)
+        texts = texts or [embedding_text(c) for c in index_store.load(settings.index_dir / f"{modes[0]}-0").chunks]
+        t = time.perf_counter()
+        model.encode(texts, batch_size=settings.batch_size, normalize_embeddings=True, show_progress_bar=False)
+        seconds["model.encode"].append(time.perf_counter() - t)
     direct = statistics.median(seconds["model.encode"])
     print(f"  model.encode alone on the same {len(texts)} chunk texts: median {direct:.1f}s = "
           f"{len(texts) / direct:.1f} chunks/s (runs: {', '.join(f'{x:.1f}' for x in seconds['model.encode'])})")
