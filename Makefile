@@ -69,7 +69,7 @@ crisis-model: $(STAMP)
 bench-crisis: $(STAMP)
 	$(PY) scripts/bench_crisis.py
 
-# The reader (models/reader/) from SQuAD 2.0 in ../shared: seeded, ~23 minutes on 2 cores.
+# The reader (models/reader/, a question tower) from SQuAD 2.0 in ../shared: seeded, ~6 minutes on 2 cores.
 reader-model: $(STAMP)
 	$(VENV)/bin/rag train-reader --out models/reader
 

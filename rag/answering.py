@@ -14,7 +14,7 @@ import numpy as np
 from .embedding import Embedder
 from .index import Index
 from .lexical import content_terms
-from .reader import Reader, candidate_text
+from .reader import QuestionTower, Reader, candidate_text
 from .types import Citation, Hit, Piece, cited_text
 
 NOT_FOUND = "The strike documents don't say."
@@ -66,6 +66,8 @@ class Scored:
 class Answerer:
     """Ranks candidate sentences: a cheap first stage (cosine + term coverage) keeps the
     ``read_top`` best, the trained reader scores those, and its probability decides.
+    With the question tower (``QuestionTower``) every candidate is scored: its question
+    vector against the stored sentence vectors, and its calibrated probability decides.
 
     Without a reader (``reader=None``) the first-stage score itself decides:
     the old heuristic, kept for comparison (scripts/bench_reader.py).
@@ -75,7 +77,7 @@ class Answerer:
     # heuristic; it now only orders candidates for the reader, whose recall at
     # read_top=10 is what matters (see scripts/bench_reader.py).
     def __init__(self, embedder: Embedder, min_score: float = 0.5, semantic_weight: float = 0.6,
-                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | None = None,
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | QuestionTower | None = None,
                  read_top: int = 10):
         if read_top <= 0:
             raise ValueError(f"read_top must be > 0, got {read_top}")
@@ -108,6 +110,14 @@ class Answerer:
         if self.reader is None:
             return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
                            float(heuristic[i])) for i in order]
+        if isinstance(self.reader, QuestionTower):
+            # It reads only the question, so every candidate is scored: one encoding in all.
+            view = self.reader.view(question)
+            tuned = vectors @ view.vector
+            probs = self.reader.probabilities(view, tuned, coverage, typed)
+            scored = [Scored(c, float(p), float(t), float(v), float(h))
+                      for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
+            return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
         top = order[:self.read_top]
         texts = [candidate_text(candidates[i].text, candidates[i].heading,
                                 _span_text(index, candidates[i].doc_id, candidates[i].previous)) for i in top]

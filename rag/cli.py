@@ -89,8 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--squad", type=Path, help="SQuAD 2.0 JSON (default ../shared/datasets/squad2-dev-half/dev-v2.0-half.json)")
     tr.add_argument("--out", type=Path, default=Path("models/reader"), help="model folder (default models/reader)")
     tr.add_argument("--seed", type=int, default=13)
-    tr.add_argument("--pairs", type=int, help="cap on training pairs (a seeded sample; default: all, ~19k)")
-    tr.add_argument("--calibration-questions", type=int, default=250)
+    tr.add_argument("--design", choices=["tower", "cross-encoder"], default="tower",
+                    help="tower (the default, shipped): a fine-tuned question encoder, ~6 min; "
+                         "cross-encoder: reads each question with each sentence, ~23 min")
+    tr.add_argument("--pairs", type=int, help="cross-encoder: cap on training pairs (a seeded sample; default: all, ~19k)")
+    tr.add_argument("--questions", type=int, help="tower: cap on training questions (a seeded sample; default: all)")
+    tr.add_argument("--epochs", type=int, help="passes over the data (default: tower 5, cross-encoder 1)")
+    tr.add_argument("--calibration-questions", type=int,
+                    help="held-out SQuAD questions to calibrate on (default: tower all ~1,060, cross-encoder 250)")
     tr.set_defaults(run=_train_reader)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
@@ -171,23 +177,33 @@ def _serve(args, settings: Settings) -> int:
 def _train_reader(args, settings: Settings) -> int:
     import time
 
-    from .training import calibrate_reader, default_squad, train_reader
+    from .training import calibrate_reader, calibrate_tower, default_squad, train_reader, train_tower
 
     squad = args.squad or default_squad()
     if not squad.is_file():
         raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
-    if args.pairs is not None and args.pairs <= 0:
-        raise ValueError(f"--pairs must be > 0, got {args.pairs}")
+    for flag, value in (("--pairs", args.pairs), ("--questions", args.questions), ("--epochs", args.epochs),
+                        ("--calibration-questions", args.calibration_questions)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be > 0, got {value}")
     started = time.monotonic()
 
     def progress(step: int, steps: int, loss: float) -> None:
         if step % 20 == 0 or step == steps:
             print(f"step {step}/{steps}  loss {loss:.3f}  {time.monotonic() - started:.0f} s", file=sys.stderr)
 
-    report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress)
+    epochs = {"epochs": args.epochs} if args.epochs else {}
+    if args.design == "tower":
+        report = train_tower(squad, args.out, seed=args.seed, max_questions=args.questions, progress=progress, **epochs)
+        print(f"trained on {report.pairs} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
+        cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
+        print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
+              f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
+        return 0
+    report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress, **epochs)
     print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "
           f"({report.pairs_per_second:.1f} pairs/s)")
-    cal = calibrate_reader(args.out, squad, limit=args.calibration_questions, seed=args.seed)
+    cal = calibrate_reader(args.out, squad, limit=args.calibration_questions or 250, seed=args.seed)
     print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} sentences); "
           f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
     return 0

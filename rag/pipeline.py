@@ -15,9 +15,9 @@ from .answering import HEURISTIC_MIN_SCORE, NOT_FOUND, Answerer, compose, relate
 from .config import Settings
 from .conversation import standalone
 from .embedding import Embedder, load_embedder
-from .errors import IndexCorruptError, InvalidQuestionError
+from .errors import IndexCorruptError, InvalidQuestionError, ReaderNotFoundError
 from .index import Index
-from .reader import Reader, load_reader
+from .reader import QuestionTower, Reader, load_reader
 from .retrieval import Retriever
 from .crisis import CrisisDetector, CrisisHead
 from .safety import SENSITIVE, screen
@@ -61,12 +61,16 @@ def _screened(text: str, max_chars: int) -> str:
 class Pipeline:
     """Shares one model and one index between threads; picks up a new index build by itself."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | QuestionTower | None = None):
         self.settings = settings
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model)
         if reader is None and settings.reader_model != "none":
             reader = load_reader(settings.reader_model)
+        if isinstance(reader, QuestionTower) and reader.base_model != settings.model:
+            raise ReaderNotFoundError(
+                f"the reader at {reader.path} was trained against sentence vectors of {reader.base_model!r}, "
+                f"but this index uses {settings.model!r}; retrain it with `rag train-reader` or set RAG_READER_MODEL=none")
         min_score = settings.min_answer_score
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE

@@ -13,6 +13,7 @@ import math
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -195,11 +196,96 @@ def _update_meta(path: Path, **fields) -> None:
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def load_reader(name: str = "shipped", quantize: bool = True) -> Reader:
-    """One shared reader per process and setting."""
+def load_reader(name: str = "shipped", quantize: bool = True) -> "Reader | QuestionTower":
+    """One shared reader per process and setting, of whichever design the folder holds."""
     return _load(str(resolve_reader(name)), quantize)
 
 
 @lru_cache(maxsize=2)
-def _load(path: str, quantize: bool) -> Reader:
+def _load(path: str, quantize: bool) -> "Reader | QuestionTower":
+    meta = json.loads((Path(path) / "reader.json").read_text(encoding="utf-8"))
+    if meta.get("format") == TOWER_FORMAT:
+        return QuestionTower(Path(path))
     return Reader(Path(path), quantize)
+
+
+# ── The second design: a question tower ──────────────────────────────────────
+TOWER_FORMAT = "strike-qa question tower v1"
+TOWER_FILE = "tower.safetensors"
+TOWER_FEATURES = ("cosine", "coverage", "type_ok", "margin")
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    """A question as the tower reads it."""
+
+    vector: np.ndarray  # unit length; its cosine with a stored sentence vector says "answers"
+    null: float  # the no-answer logit, on the same scale as ``scale * cosine``
+
+
+class QuestionTower:
+    """all-MiniLM-L6-v2 with its upper layers fine-tuned, on SQuAD 2.0, to encode questions so
+    that their cosine with the sentence vectors stored at ingest (by the untouched model)
+    is high for the sentence that answers, plus a linear "none of these" logit.
+
+    It reads nothing but the question, so a question costs one more encoding (~12 ms)
+    however many candidates there are, and the index needs nothing new.
+    """
+
+    def __init__(self, path: Path):
+        offline_environment()
+        import torch
+        from safetensors.torch import load_file
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        from .embedding import resolve_model
+
+        hf_logging.set_verbosity_error()
+        self.path = Path(path)
+        self.meta = meta = json.loads((self.path / "reader.json").read_text(encoding="utf-8"))
+        if meta.get("format") != TOWER_FORMAT:
+            from .errors import ReaderNotFoundError
+
+            raise ReaderNotFoundError(f"{path} holds a {meta.get('format')!r} model, expected {TOWER_FORMAT!r}")
+        self.base_model = meta["base_model"]
+        self.model = SentenceTransformer(resolve_model(self.base_model), device="cpu")
+        state = {k: v.float() for k, v in load_file(str(self.path / TOWER_FILE)).items()}
+        null = {k.removeprefix("null."): state.pop(k) for k in list(state) if k.startswith("null.")}
+        result = self.model[0].auto_model.load_state_dict(state, strict=False)
+        if result.unexpected_keys or not null:
+            from .errors import ReaderNotFoundError
+
+            raise ReaderNotFoundError(f"{path}/{TOWER_FILE} does not fit {self.base_model}: "
+                                      f"unexpected {result.unexpected_keys[:3]}; rebuild it with `rag train-reader`")
+        self.null_head = torch.nn.Linear(self.model.get_embedding_dimension(), 1)
+        self.null_head.load_state_dict(null)
+        self.model.eval()
+        self.scale = float(meta["scale"])
+        cal = meta["calibration"]
+        self.features = tuple(cal["features"])
+        self.weights = np.asarray(cal["weights"], dtype=np.float64)
+        self.bias = float(cal["bias"])
+        self.threshold = float(meta.get("threshold", {}).get("value", 0.5))
+        self._torch = torch
+        self._lock = threading.Lock()  # the fast tokenizer is not safe across threads
+
+    def view(self, question: str) -> QuestionView:
+        torch = self._torch
+        with self._lock:
+            features = self.model.preprocess([question])
+        with torch.inference_mode():
+            out = self.model(features)["sentence_embedding"]
+            vector = torch.nn.functional.normalize(out.float(), p=2, dim=1)
+            null = self.null_head(vector).reshape(-1)
+        return QuestionView(vector.numpy().reshape(-1), float(null[0]))
+
+    def probabilities(self, view: QuestionView, cosine: np.ndarray, coverage: np.ndarray,
+                      type_ok: np.ndarray) -> np.ndarray:
+        """Calibrated probability that each candidate answers (a logistic regression fit on
+        held-out SQuAD, see ``rag.training.calibrate_tower``)."""
+        cosine = np.asarray(cosine, dtype=np.float64)
+        columns = {"cosine": cosine, "coverage": np.asarray(coverage, dtype=np.float64),
+                   "type_ok": np.asarray(type_ok, dtype=np.float64), "margin": self.scale * cosine - view.null}
+        x = np.stack([columns[f] for f in self.features], axis=1)
+        return 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from rag.answering import TYPE_MISMATCH, first_stage_features  # noqa: E402
 from rag.sentences import idf_table  # noqa: E402
 from rag.config import Settings, offline_environment  # noqa: E402
-from rag.reader import Reader, candidate_text  # noqa: E402
+from rag.reader import QuestionTower, Reader, candidate_text, load_reader  # noqa: E402
 from rag.training import QAItem, default_squad, half_of, load_squad, shared_data, split_of  # noqa: E402
 
 SQUAD = default_squad()
@@ -286,6 +286,77 @@ def squad_section(scorer: Scorer, reader: Reader, read_top: int, args) -> dict:
     return cal
 
 
+def tower_squad_section(tower, scorer: Scorer) -> None:
+    """Held-out SQuAD for the question tower: each question's paragraph plus 4 sentences of
+    other paragraphs of its article (rag.training.tower_candidates), the heuristic scored
+    on the very same candidates; thresholds chosen on the calib half, figures on the test half."""
+    from rag.training import tower_records
+
+    t0 = time.perf_counter()
+    items = load_squad(SQUAD)
+    by_article: dict[str, list[QAItem]] = {}
+    for it in items:
+        by_article.setdefault(it.article, []).append(it)
+    held = [it for it in items if split_of(it.article) == "heldout"]
+    records = tower_records(tower, scorer.vectors, held, by_article)
+    qvecs = scorer.vectors([r["item"].question for r in records])
+    for r, qv in zip(records, qvecs):
+        cos = scorer.vectors(r["sentences"]) @ qv
+        mixed = 0.6 * cos + 0.4 * r["coverage"]
+        r["heuristic"] = np.where(r["type_ok"] > 0, mixed, mixed * TYPE_MISMATCH)
+        r["tower"] = tower.probabilities(r["view"], r["cosine"], r["coverage"], r["type_ok"])
+        r["tower cosine"] = r["cosine"]
+        r["item_positives"] = set(np.flatnonzero(r["labels"]).tolist())
+    scorer.save()
+    calib = [r for r in records if half_of(r["item"].qid) == "calib"]
+    test = [r for r in records if half_of(r["item"].qid) == "test"]
+    print(f"SQuAD 2.0 held-out articles, paragraph + 4 same-article distractors ({len(calib)} calib / "
+          f"{len(test)} test questions; scored in {time.perf_counter() - t0:.0f} s)")
+    print(f"{'system':<18} {'t (calib)':>9} {'sent acc':>9} {'answered+right':>15} {'no-ans P':>9} {'no-ans R':>9}")
+    for system in ("heuristic", "tower cosine", "tower"):
+        def best(rs):
+            out = []
+            for r in rs:
+                j = int(np.argmax(r[system]))
+                out.append((j, float(r[system][j])))
+            return out
+        fake = lambda rs: [{"item": replace(r["item"], positives=frozenset(r["item_positives"]))} for r in rs]
+        t = best_threshold(fake(calib), best(calib))
+        m = squad_metrics(fake(test), best(test), t)
+        print(f"{system:<18} {t:>9.2f} {m['sentence_acc']:>9.3f} {m['answered_right']:>15.3f} "
+              f"{m['noans_precision']:>9.3f} {m['noans_recall']:>9.3f}")
+
+
+def tower_wikiqa(tower, scorer: Scorer) -> dict:
+    """WikiQA MAP/MRR: the heuristic, the tower's cosine alone, and the tower's probability."""
+    import csv
+
+    groups: dict[str, list[dict]] = {}
+    with WIKIQA.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            groups.setdefault(row["QuestionID"], []).append(row)
+    groups = {q: rows for q, rows in groups.items() if any(r["Label"] == "1" for r in rows)}
+    systems = ("heuristic", "tower cosine", "tower")
+    ap = {s: [] for s in systems}
+    rr = {s: [] for s in systems}
+    for rows in groups.values():
+        question = rows[0]["Question"]
+        sents = [r["Sentence"] for r in rows]
+        labels = np.array([r["Label"] == "1" for r in rows])
+        vecs = scorer.vectors(sents)
+        cos = vecs @ scorer.vectors([question])[0]
+        cov, typed = first_stage_features(question, sents, *idf_table(sents))
+        view = tower.view(question)
+        tuned = vecs @ view.vector
+        scores = {"heuristic": np.where(typed, 0.6 * cos + 0.4 * cov, (0.6 * cos + 0.4 * cov) * TYPE_MISMATCH),
+                  "tower cosine": tuned, "tower": tower.probabilities(view, tuned, cov, typed.astype(float))}
+        for system, sc in scores.items():
+            ranks = np.flatnonzero(labels[np.argsort(-sc, kind="stable")]) + 1
+            ap[system].append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+            rr[system].append(1 / ranks[0])
+    return {s: {"MAP": float(np.mean(ap[s])), "MRR": float(np.mean(rr[s])), "questions": len(groups)} for s in ap}
+
+
 def main() -> int:
     offline_environment()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,20 +375,31 @@ def main() -> int:
     ap.add_argument("--skip", nargs="*", default=[], choices=["squad", "wikiqa", "strike", "seiu"])
     args = ap.parse_args()
     from rag.embedding import load_embedder
-    from rag.reader import Reader
 
     for needed in (SQUAD, WIKIQA):
         if not needed.exists():
             print(f"missing {needed}: the shared datasets folder is needed", file=sys.stderr)
             return 2
     embedder = load_embedder()
-    reader = Reader(args.model)
+    reader = load_reader(str(args.model))
+    tower = isinstance(reader, QuestionTower)
     read_top = Settings().reader_candidates
-    scorer = Scorer(embedder, reader)
+    scorer = Scorer(embedder, None if tower else reader)
     cal = {}
-    if "squad" not in args.skip:
+    if tower:
+        if "squad" not in args.skip:
+            tower_squad_section(reader, scorer)
+        if "wikiqa" not in args.skip:
+            t0 = time.perf_counter()
+            w = tower_wikiqa(reader, scorer)
+            scorer.save()
+            print(f"\nWikiQA test ({w['heuristic']['questions']} answered questions; {time.perf_counter() - t0:.0f} s)")
+            for system, m in w.items():
+                print(f"{system:<18} MAP {m['MAP']:.3f}  MRR {m['MRR']:.3f}")
+        args.skip = [*args.skip, "squad", "wikiqa"]
+    elif "squad" not in args.skip:
         cal = squad_section(scorer, reader, read_top, args)
-    if args.calibrate:
+    if args.calibrate and not tower:
         from rag.reader import save_calibration
 
         feats, w, b = cal[args.calibrate]
@@ -326,7 +408,7 @@ def main() -> int:
                                 f"the first stage's top {read_top} sentences per question")
         reader = Reader(args.model)
         scorer.reader = reader
-    print(f"(the pipeline's reader calibration: {tuple(reader.features)})")
+    print(f"(the pipeline's reader calibration: {tuple(reader.features)}, threshold {reader.threshold:.2f})")
 
     if "wikiqa" not in args.skip:
         t0 = time.perf_counter()
@@ -341,7 +423,7 @@ def main() -> int:
 
         save_threshold(args.model, args.threshold, "the dev halves of eval/questions.jsonl and eval/seiu503.jsonl "
                                                    "(scripts/bench_reader.py threshold grid)")
-        reader = Reader(args.model)
+        reader = QuestionTower(args.model) if tower else Reader(args.model)
     settings_min = Settings.from_env().min_answer_score
     settings_min = reader.threshold if settings_min is None else settings_min
     sets = []
