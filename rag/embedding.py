@@ -6,6 +6,7 @@ normalisation) is built on top, as simonw/llm's EmbeddingModel does.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import cached_property, lru_cache
 from typing import Protocol
@@ -36,6 +37,12 @@ def resolve_model(model: str) -> str:
     return model
 
 
+MEMO_BATCH = 8  # batches this small (questions, not ingest) are looked up in the memo first
+MEMO_SIZE = 1024  # texts remembered: ~1.5 MB of vectors
+# Sequence widths texts are packed into (embed_packed_with_sums), up to the model's length.
+PACK_WIDTHS = (64, 128, 256)
+
+
 class SentenceTransformerEmbedder:
     def __init__(self, model: str = "bundled", device: str = "cpu"):
         offline_environment()
@@ -57,15 +64,39 @@ class SentenceTransformerEmbedder:
         # tokenising holds the lock (~0.1 ms a question): the model's forward
         # pass, which is nearly all the time, runs outside it.
         self._lock = threading.Lock()
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()  # recent texts' vectors (embed_batch)
+        self._memo_lock = threading.Lock()
         # sentence-transformers 5 renamed tokenize() to preprocess().
         self._preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """What ``model.encode(texts, normalize_embeddings=True)`` returns, one batch, lock held only to tokenise."""
-        import torch
+        """What ``model.encode(texts, normalize_embeddings=True)`` returns, one batch, lock held only to tokenise.
 
+        Small batches (a question, its crisis-screen pieces) go through a memo of recent
+        texts: the screen and retrieval read the same question, so it is encoded once,
+        and a question many people ask ("Has a strike date been set?") costs nothing again.
+        """
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        if len(texts) > MEMO_BATCH:
+            return self._encode(texts)
+        with self._memo_lock:
+            known = [self._memo.get(t) for t in texts]
+        missing = sorted({t for t, v in zip(texts, known) if v is None})
+        if missing:
+            fresh = dict(zip(missing, self._encode(missing)))
+            with self._memo_lock:
+                for t, v in fresh.items():
+                    self._memo[t] = v
+                    self._memo.move_to_end(t)
+                while len(self._memo) > MEMO_SIZE:
+                    self._memo.popitem(last=False)
+            known = [fresh.get(t) if v is None else v for t, v in zip(texts, known)]
+        return np.stack(known).astype(np.float32, copy=True)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
         with self._lock:
             features = self._preprocess(list(texts))
         with torch.inference_mode():
@@ -111,13 +142,16 @@ class SentenceTransformerEmbedder:
         return bool(np.abs(packed - self.embed_batch(probe)).max() < 1e-4)
 
     def embed_packed_with_sums(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
-                               rows_per_pass: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                               widths: Sequence[int] = PACK_WIDTHS,
+                               tokens_per_pass: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """``embed_batch_with_sums`` for many short texts, packed several to a sequence.
 
-        Texts are packed best-fit-decreasing into sequences of the model's length,
-        each attending only to itself (a block-diagonal mask) with positions starting
-        at 0, so each comes out as it would alone (to ~1e-6), while the model runs on
-        full sequences: 2,840 SciFact sentences took 21.7 s packed, 30.2 s one to a row.
+        Texts are packed best-fit-decreasing into sequences, each attending only to itself
+        (a block-diagonal mask) with positions starting at 0, so each comes out as it would
+        alone (to ~1e-6), while the model runs on full sequences: 2,840 SciFact sentences
+        took 21.7 s packed, 30.2 s one to a row. A text goes into the narrowest sequence
+        width that holds it (``widths``, the model's length last): attention over a row
+        costs its width per token, so short sentences are packed into short rows.
         """
         import torch
 
@@ -126,37 +160,49 @@ class SentenceTransformerEmbedder:
         with self._lock:
             ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
         special = torch.tensor(sorted(self._tokenizer.all_special_ids))
-        rows = _pack(ids, self.max_tokens)
         backbone = self.model[0].auto_model
-        for start in range(0, len(rows), rows_per_pass):
-            group = rows[start:start + rows_per_pass]
-            width = max(sum(len(ids[i]) for i in row) for row in group)
-            input_ids = torch.zeros(len(group), width, dtype=torch.long)
-            positions = torch.zeros_like(input_ids)
-            mask = torch.zeros(len(group), 1, width, width, dtype=torch.bool)
-            placed = []
-            for r, row in enumerate(group):
-                at = 0
-                for i in row:
-                    n = len(ids[i])
-                    input_ids[r, at:at + n] = torch.tensor(ids[i])
-                    positions[r, at:at + n] = torch.arange(n)
-                    mask[r, 0, at:at + n, at:at + n] = True
-                    placed.append((i, r, at, n))
-                    at += n
-                mask[r, 0, at:, at:] = True  # padding attends to padding: no empty softmax rows
-            with torch.inference_mode():
-                states = backbone(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                  token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()
-            own = ~torch.isin(input_ids, special)
-            for i, r, at, n in placed:
-                tokens = states[r, at:at + n]
-                mean = tokens.mean(dim=0)
-                out_vectors[i] = (mean / mean.norm().clamp_min(1e-12)).numpy()
-                out_sums[i] = tokens[own[r, at:at + n]].sum(dim=0).numpy()
-            if progress:
-                progress(sum(len(row) for row in group))
+        classes = sorted({min(w, self.max_tokens) for w in widths} | {self.max_tokens})
+        by_class: dict[int, list[int]] = {w: [] for w in classes}
+        for i, row in enumerate(ids):
+            by_class[next(w for w in classes if len(row) <= w)].append(i)
+        for width_class, members in by_class.items():
+            rows = [[members[j] for j in row] for row in _pack([ids[i] for i in members], width_class)]
+            per_pass = max(1, tokens_per_pass // width_class)
+            for start in range(0, len(rows), per_pass):
+                group = rows[start:start + per_pass]
+                self._run_packed(backbone, ids, group, special, out_vectors, out_sums)
+                if progress:
+                    progress(sum(len(row) for row in group))
         return out_vectors, out_sums
+
+    def _run_packed(self, backbone, ids, group, special, out_vectors, out_sums) -> None:
+        """One forward pass over packed rows; writes each text's vector and sum of states."""
+        import torch
+
+        width = max(sum(len(ids[i]) for i in row) for row in group)
+        input_ids = torch.zeros(len(group), width, dtype=torch.long)
+        positions = torch.zeros_like(input_ids)
+        mask = torch.zeros(len(group), 1, width, width, dtype=torch.bool)
+        placed = []
+        for r, row in enumerate(group):
+            at = 0
+            for i in row:
+                n = len(ids[i])
+                input_ids[r, at:at + n] = torch.tensor(ids[i])
+                positions[r, at:at + n] = torch.arange(n)
+                mask[r, 0, at:at + n, at:at + n] = True
+                placed.append((i, r, at, n))
+                at += n
+            mask[r, 0, at:, at:] = True  # padding attends to padding: no empty softmax rows
+        with torch.inference_mode():
+            states = backbone(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                              token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()
+        own = ~torch.isin(input_ids, special)
+        for i, r, at, n in placed:
+            tokens = states[r, at:at + n]
+            mean = tokens.mean(dim=0)
+            out_vectors[i] = (mean / mean.norm().clamp_min(1e-12)).numpy()
+            out_sums[i] = tokens[own[r, at:at + n]].sum(dim=0).numpy()
 
     def overflow(self, text: str) -> int:
         with self._lock:

@@ -1,5 +1,6 @@
 """Answers from the real model over the shipped corpus: right facts, right citations, honest refusals."""
 import json
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,19 @@ def test_candidates_carry_the_sentence_before_them_from_the_index(pipeline):
             assert text[a:b].strip() and a < b
             checked += 1
     assert checked > 10
+
+
+def test_a_question_is_encoded_once_and_a_repeat_costs_nothing(pipeline, monkeypatch):
+    """The crisis screen and retrieval read the same question: one model call between them,
+    and none when the question comes again (many people ask the same few questions)."""
+    embedder = pipeline.embedder
+    calls = []
+    real = embedder._encode
+    monkeypatch.setattr(embedder, "_encode", lambda texts: calls.append(list(texts)) or real(texts))
+    question = "Which Kaiser clinics did the therapists picket in 2022, and for how long?"
+    first = pipeline.ask(question)
+    assert len(calls) == 1 and question in calls[0]  # the screen's pieces, the whole question among them
+    again = pipeline.ask(question)
+    assert len(calls) == 1 and again.text == first.text
+    assert np.allclose(embedder.embed_batch([question]), embedder.model.encode([question], normalize_embeddings=True),
+                       atol=1e-5)

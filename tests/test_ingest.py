@@ -388,7 +388,10 @@ def test_packed_sentences_come_out_as_they_would_alone():
     assert model.packs
     text = (CORPUS / "kaiser-clinicians-strike-2022.txt").read_text()
     sentences = [text[a:b] for a, b in split_sentences(text)]
-    sentences += ["Strike.", "word " * 400]  # one word, and one past the model's 256 word pieces
+    # One word, one of ~100 word pieces (the middle width) and one past the model's 256 word pieces.
+    sentences += ["Strike.", "strike " * 100, "word " * 400]
+    lengths = {len(ids) for ids in model._tokenizer(sentences)["input_ids"]}
+    assert min(lengths) <= 64 and any(64 < n <= 128 for n in lengths) and max(lengths) > 256  # every width used
     vectors, sums = embed_all_with_sums(model, sentences)
     alone_vectors, alone_sums = model.embed_batch_with_sums(sentences)
     assert np.abs(vectors - alone_vectors).max() < 1e-4
