@@ -209,7 +209,13 @@ def _embed_pooled(chunks, ids, offsets, fresh_chunks, fresh_sentences, embedder,
     # Counted in chunks, as the user thinks of the corpus: chunks/s and the time left.
     with _progress_bar(f"embedding {len(fresh_chunks)} chunks (as {len(fresh_sentences)} sentences)",
                        len(fresh_chunks), progress, unit="chunk", texts=len(texts) + len(lonely)) as tick:
-        vectors, sums = embed_all_with_sums(embedder, texts, settings.batch_size, tick)
+        # Each distinct text once ("Section 1." opens dozens of contract sections; a heading
+        # may also be a sentence): 4,179 distinct texts among seiu503's 4,900 sentences.
+        distinct = {t: k for k, t in enumerate(dict.fromkeys(texts))}
+        vectors, sums = embed_all_with_sums(embedder, list(distinct), settings.batch_size,
+                                            lambda n: tick(n * len(texts) / max(len(distinct), 1)))
+        where = np.fromiter((distinct[t] for t in texts), np.int64, len(texts))
+        vectors, sums = vectors[where], sums[where]
         rows = [j for j, _ in fresh_sentences]
         sentence_vectors[rows] = vectors[:len(rows)]
         sentence_sum = dict(zip(rows, sums[:len(rows)]))
