@@ -134,6 +134,10 @@ def uvicorn_options(settings: Settings) -> dict:
     """How uvicorn runs the app, apart from where it listens."""
     return {
         "log_level": "warning",
+        # Longer than a proxy's pooled keep-alive (nginx: 60 s), and past a race seen here: at
+        # 140+ req/s on 50 connections uvicorn's 5 s default dropped 3 requests in 40 s (httpx
+        # ReadError; Kludex/uvicorn#1637, lsst-sqre/phalanx#5103); none at 75 s.
+        "timeout_keep_alive": 75,
         "access_log": False,
         # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so anyone
         # on this machine (or a proxy passing the header through) could pick

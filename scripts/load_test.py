@@ -3,6 +3,12 @@
     python scripts/load_test.py                      # starts the app itself, 50 clients x 60 s
     python scripts/load_test.py --workers 1 2        # the same load on 1 and on 2 worker processes
     python scripts/load_test.py --url http://127.0.0.1:7860 --clients 20 --seconds 5
+    python scripts/load_test.py --workers 1 2 --unique   # no question asked twice
+
+Six questions go round, as a strike's few popular questions do; the app remembers
+recent questions' vectors, so after the first round none is embedded again.
+``--unique`` numbers every question ("... (request 812)"), so each one is new and is
+embedded, which is the cost of questions nobody asked before.
 
 Loopback only, bounded in clients and time. Every reply is checked against the
 question that was sent, so an answer handed to the wrong client counts as an error.
@@ -42,10 +48,12 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
-async def client(http, url: str, n: int, deadline: float, tally: Tally) -> None:
+async def client(http, url: str, n: int, deadline: float, tally: Tally, unique: bool = False) -> None:
     i = n
     while time.monotonic() < deadline:
         question, fact = QUESTIONS[i % len(QUESTIONS)]
+        if unique:
+            question = f"{question} (request {n}-{i})"
         i += 1
         started = time.perf_counter()
         try:
@@ -53,7 +61,9 @@ async def client(http, url: str, n: int, deadline: float, tally: Tally) -> None:
             body = r.json()
             if r.status_code != 200:
                 tally.errors.append(f"HTTP {r.status_code}: {body}")
-            elif body["question"] != question or fact not in body["answer"]:
+            elif body["question"] != question or (not unique and fact not in body["answer"]):
+                # Numbered questions are each unique, so their echo alone catches a reply handed to
+                # the wrong client (the number can move a borderline answer to a refusal).
                 tally.errors.append(f"mixed-up answer for {question!r}: {body['answer'][:80]!r}")
             else:
                 tally.latencies.append((time.perf_counter() - started) * 1000)
@@ -61,7 +71,7 @@ async def client(http, url: str, n: int, deadline: float, tally: Tally) -> None:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def run_load(url: str, clients: int = 50, seconds: float = 60.0) -> dict:
+async def run_load(url: str, clients: int = 50, seconds: float = 60.0, unique: bool = False) -> dict:
     """Run the load and return its figures."""
     import httpx
 
@@ -73,7 +83,7 @@ async def run_load(url: str, clients: int = 50, seconds: float = 60.0) -> dict:
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         started = time.monotonic()
         deadline = started + seconds
-        await asyncio.gather(*(client(http, url, n, deadline, tally) for n in range(clients)))
+        await asyncio.gather(*(client(http, url, n, deadline, tally, unique) for n in range(clients)))
         elapsed = time.monotonic() - started
     lat = sorted(tally.latencies)
     pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] if lat else float("nan")
@@ -129,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="worker processes to start the app with, one run each (default 1)")
+    parser.add_argument("--unique", action="store_true", help="number every question, so none repeats")
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="strike-qa-load-")
     results = []
@@ -136,7 +147,7 @@ def main() -> None:
         proc, url = (None, args.url) if args.url else _start_app(data_dir, workers)
         try:
             asyncio.run(run_load(url.rstrip("/"), min(args.clients, 5), min(args.seconds, 3)))  # warm-up
-            result = asyncio.run(run_load(url.rstrip("/"), args.clients, args.seconds))
+            result = asyncio.run(run_load(url.rstrip("/"), args.clients, args.seconds, args.unique))
         finally:
             if proc:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -215,3 +215,22 @@ def test_a_bad_content_length_is_refused(settings):
     scope = {"type": "http", "headers": [(b"content-length", b"12abc")], "path": "/api/ask"}
     asyncio.run(BodyLimit(app, 100)(scope, None, send))
     assert sent[0]["status"] == 400 and b"Content-Length" in sent[1]["body"]
+
+
+# 9. A kept-alive connection outlives a pause: a proxy's pooled connection, or a widget's.
+
+def test_a_kept_alive_connection_still_answers_after_a_pause(server):
+    """uvicorn's default closes a connection 5 s after its last reply; proxies pool theirs for 60 s
+    and race that close. One raw HTTP/1.1 connection: a request, 6 s of silence, another."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    url = urlparse(server.url)
+    request = (f"GET /healthz HTTP/1.1\r\nHost: {url.hostname}\r\nConnection: keep-alive\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        for pause in (0, 6):
+            time.sleep(pause)
+            sock.sendall(request)
+            reply = sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
