@@ -106,10 +106,6 @@ class Answerer:
         coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
         heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
-        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
-        if self.reader is None:
-            return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
-                           float(heuristic[i])) for i in order]
         if isinstance(self.reader, QuestionTower):
             # It reads only the question, so every candidate is scored: one encoding in all.
             view = self.reader.view(question)
@@ -118,6 +114,10 @@ class Answerer:
             scored = [Scored(c, float(p), float(t), float(v), float(h))
                       for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
             return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
+        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
+        if self.reader is None:
+            return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
+                           float(heuristic[i])) for i in order]
         top = order[:self.read_top]
         texts = [candidate_text(candidates[i].text, candidates[i].heading,
                                 _span_text(index, candidates[i].doc_id, candidates[i].previous)) for i in top]

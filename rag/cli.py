@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, default=Path("models/reader"), help="model folder (default models/reader)")
     tr.add_argument("--seed", type=int, default=13)
     tr.add_argument("--design", choices=["tower", "cross-encoder"], default="tower",
-                    help="tower (the default, shipped): a fine-tuned question encoder, ~6 min; "
+                    help="tower (the default): a fine-tuned question encoder, ~6 min; "
                          "cross-encoder: reads each question with each sentence, ~23 min")
     tr.add_argument("--pairs", type=int, help="cross-encoder: cap on training pairs (a seeded sample; default: all, ~19k)")
     tr.add_argument("--questions", type=int, help="tower: cap on training questions (a seeded sample; default: all)")

@@ -92,7 +92,7 @@ class SentenceTransformerEmbedder:
                 while len(self._memo) > MEMO_SIZE:
                     self._memo.popitem(last=False)
             known = [fresh.get(t) if v is None else v for t, v in zip(texts, known)]
-        return np.stack(known).astype(np.float32, copy=True)
+        return np.stack(known)  # a new array: callers never hold the memo's rows
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch

@@ -107,13 +107,27 @@ def load_squad(path: Path) -> list[QAItem]:
     return items
 
 
+def group_by_article(items: Iterable[QAItem]) -> dict[str, list[QAItem]]:
+    """The questions of each article, in order."""
+    groups: dict[str, list[QAItem]] = {}
+    for it in items:
+        groups.setdefault(it.article, []).append(it)
+    return groups
+
+
+def article_idf(items: Iterable[QAItem]) -> dict[str, tuple[dict[str, float], float]]:
+    """Per article, the term weights of its paragraphs (``idf_table``), as an index would hold them."""
+    from .sentences import idf_table
+
+    return {article: idf_table(" ".join(s) for s in {o.paragraph: o.sentences for o in its}.values())
+            for article, its in group_by_article(items).items()}
+
+
 def build_pairs(items: Iterable[QAItem], seed: int = 13) -> list[Pair]:
     """Labelled pairs for training, deterministic for a seed."""
     rng = random.Random(seed)
     items = list(items)
-    by_article: dict[str, list[QAItem]] = {}
-    for it in items:
-        by_article.setdefault(it.article, []).append(it)
+    by_article = group_by_article(items)
     pairs = []
     for it in items:
         q_terms = content_terms(it.question)
@@ -191,23 +205,14 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    started = time.perf_counter()
-    step = 0
-    for _ in range(epochs):
-        for batch in batches:
-            enc = tokenizer([p.question for p in batch], [p.text for p in batch], truncation="only_second",
-                            max_length=max_length, padding=True, return_tensors="pt")
-            logits = model(**enc)
-            loss = loss_fn(logits, torch.tensor([p.label for p in batch]))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            step += 1
-            if progress:
-                progress(step, steps, loss.item())
-    seconds = time.perf_counter() - started
+
+    def loss_of(batch: list[Pair]):
+        enc = tokenizer([p.question for p in batch], [p.text for p in batch], truncation="only_second",
+                        max_length=max_length, padding=True, return_tensors="pt")
+        return loss_fn(model(**enc), torch.tensor([p.label for p in batch]))
+
+    seconds = _fit(epochs, lambda: batches, loss_of, optimizer, steps, clip=list(model.parameters()),
+                   schedule=schedule, progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir)
@@ -217,6 +222,32 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
             "lr": lr, "train_layers": train_layers, "train_seconds": round(seconds, 1), "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
     (out_dir / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return TrainReport(len(pairs), meta["positives"], seconds, len(pairs) * epochs / seconds, out_dir)
+
+
+def _fit(epochs: int, epoch_batches: Callable[[], Iterable], loss_of: Callable, optimizer, steps: int, *,
+         clip: list | None = None, schedule=None,
+         progress: Callable[[int, int, float], None] | None = None) -> float:
+    """The loop both readers learn with: per batch, its loss, backward, (clip gradients to norm
+    1,) an optimizer step (and a schedule step); ``epoch_batches()`` gives each epoch's batches.
+    Returns the seconds it took."""
+    import torch
+
+    started = time.perf_counter()
+    step = 0
+    for _ in range(epochs):
+        for batch in epoch_batches():
+            loss = loss_of(batch)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(clip, 1.0)
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            if progress:
+                progress(step, steps, loss.item())
+    return time.perf_counter() - started
 
 
 def _length_batches(pairs: list[Pair], batch_size: int, rng: random.Random) -> list[list[Pair]]:
@@ -308,9 +339,7 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     torch.manual_seed(seed)
     rng = random.Random(seed)
     items = load_squad(squad_path)
-    by_article: dict[str, list[QAItem]] = {}
-    for it in items:
-        by_article.setdefault(it.article, []).append(it)
+    by_article = group_by_article(items)
     train = [it for it in items if split_of(it.article) == "train"]
     if max_questions is not None:
         train = rng.sample(train, min(max_questions, len(train)))
@@ -332,33 +361,29 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": null.parameters(), "lr": 1e-2}])
     model.train()
     steps = epochs * math.ceil(len(examples) / batch_size)
-    step, started = 0, time.perf_counter()
-    for _ in range(epochs):
+
+    def epoch_batches():
         rng.shuffle(examples)
-        for i in range(0, len(examples), batch_size):
-            batch = examples[i:i + batch_size]
-            features = model.preprocess([it.question for it, _, _ in batch])
-            questions = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=1)
-            own = [frozen[[row[s] for s in sents]] for _, sents, _ in batch]
-            loss = questions.new_zeros(())
-            for k, (it, _, labels) in enumerate(batch):
-                negatives = [own[j] for j, (o, _, _) in enumerate(batch) if o.article != it.article]
-                candidates = torch.cat([own[k], *negatives])
-                logits = torch.cat([TOWER_SCALE * (candidates @ questions[k]), null(questions[k])])
-                target = torch.zeros(len(logits), dtype=torch.bool)
-                if any(labels):
-                    target[:len(labels)] = torch.tensor(labels)
-                else:
-                    target[-1] = True
-                loss = loss + torch.logsumexp(logits, 0) - torch.logsumexp(logits[target], 0)
-            loss = loss / len(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if progress:
-                progress(step, steps, loss.item())
-    seconds = time.perf_counter() - started
+        return (examples[i:i + batch_size] for i in range(0, len(examples), batch_size))
+
+    def loss_of(batch):
+        features = model.preprocess([it.question for it, _, _ in batch])
+        questions = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=1)
+        own = [frozen[[row[s] for s in sents]] for _, sents, _ in batch]
+        loss = questions.new_zeros(())
+        for k, (it, _, labels) in enumerate(batch):
+            negatives = [own[j] for j, (o, _, _) in enumerate(batch) if o.article != it.article]
+            candidates = torch.cat([own[k], *negatives])
+            logits = torch.cat([TOWER_SCALE * (candidates @ questions[k]), null(questions[k])])
+            target = torch.zeros(len(logits), dtype=torch.bool)
+            if any(labels):
+                target[:len(labels)] = torch.tensor(labels)
+            else:
+                target[-1] = True
+            loss = loss + torch.logsumexp(logits, 0) - torch.logsumexp(logits[target], 0)
+        return loss / len(batch)
+
+    seconds = _fit(epochs, epoch_batches, loss_of, optimizer, steps, progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     first = len(layers) - len(trained)
@@ -383,11 +408,9 @@ def tower_records(tower, embed: Callable[[list[str]], "np.ndarray"], items: list
     import numpy as np
 
     from .answering import first_stage_features
-    from .sentences import idf_table
 
     rng = random.Random(seed)
-    idf = {a: idf_table(" ".join(s) for s in {o.paragraph: o.sentences for o in its}.values())
-           for a, its in by_article.items()}
+    idf = article_idf(o for its in by_article.values() for o in its)
     out = []
     for it in items:
         sentences, labels = tower_candidates(it, by_article, rng, distractors)
@@ -415,9 +438,7 @@ def calibrate_tower(model_dir: Path, squad_path: Path, *, seed: int = 13, limit:
     tower = QuestionTower(Path(model_dir))
     embedder = load_embedder(tower.base_model)
     items = load_squad(squad_path)
-    by_article: dict[str, list[QAItem]] = {}
-    for it in items:
-        by_article.setdefault(it.article, []).append(it)
+    by_article = group_by_article(items)
     calib = [it for it in items if split_of(it.article) == "heldout" and half_of(it.qid) == "calib"]
     if limit is not None:
         calib = random.Random(seed).sample(calib, min(limit, len(calib)))

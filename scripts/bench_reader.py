@@ -23,7 +23,6 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,8 @@ from rag.answering import TYPE_MISMATCH, first_stage_features  # noqa: E402
 from rag.sentences import idf_table  # noqa: E402
 from rag.config import Settings, offline_environment  # noqa: E402
 from rag.reader import QuestionTower, Reader, candidate_text, load_reader  # noqa: E402
-from rag.training import QAItem, default_squad, half_of, load_squad, shared_data, split_of  # noqa: E402
+from rag.training import (QAItem, article_idf, default_squad, group_by_article, half_of, load_squad,  # noqa: E402
+                          shared_data, split_of)
 
 SQUAD = default_squad()
 WIKIQA = shared_data("datasets", "wikiqa-test", "WikiQA-test.tsv")
@@ -94,18 +94,14 @@ def _model_tag(path: Path) -> str:
 
 def squad_records(scorer: Scorer, items: list[QAItem], read_top: int) -> list[dict]:
     """Per question: first-stage features for every sentence of its paragraph, reader logits for the top."""
-    idf_by_article = {}
-    for it in items:
-        if it.article not in idf_by_article:
-            paragraphs = {(o.paragraph, " ".join(o.sentences)) for o in items if o.article == it.article}
-            idf_by_article[it.article] = idf_table(p for _, p in paragraphs)
+    idf_by_article = article_idf(items)
     qvecs = scorer.vectors([it.question for it in items])
     records = []
     for it, qv in zip(items, qvecs):
         sents = list(it.sentences)
         cos = scorer.vectors(sents) @ qv
         cov, typed = first_stage_features(it.question, sents, *idf_by_article[it.article])
-        heur = np.where(typed, 0.6 * cos + 0.4 * cov, (0.6 * cos + 0.4 * cov) * TYPE_MISMATCH)
+        heur = heuristic(cos, cov, typed)
         top = list(np.argsort(-heur, kind="stable")[:read_top])
         logits = np.full(len(sents), np.nan)
         if scorer.reader:
@@ -170,23 +166,45 @@ def best_threshold(records: list[dict], best: list[tuple[int, float]]) -> float:
 
 # ── WikiQA ───────────────────────────────────────────────────────────────────
 
-def wikiqa(scorer: Scorer, cal: dict) -> dict:
+def heuristic(cos: np.ndarray, cov: np.ndarray, typed: np.ndarray) -> np.ndarray:
+    """The old answerer's score (rag.answering.Answerer.rank without a reader)."""
+    mixed = 0.6 * cos + 0.4 * cov
+    return np.where(typed, mixed, mixed * TYPE_MISMATCH)
+
+
+def wikiqa_groups() -> list[list[dict]]:
+    """WikiQA test's candidate rows, one list per question that has an answer sentence."""
     import csv
 
     groups: dict[str, list[dict]] = {}
     with WIKIQA.open(encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
             groups.setdefault(row["QuestionID"], []).append(row)
-    groups = {q: rows for q, rows in groups.items() if any(r["Label"] == "1" for r in rows)}
+    return [rows for rows in groups.values() if any(r["Label"] == "1" for r in rows)]
+
+
+def add_ranking(ap: list[float], rr: list[float], hits: np.ndarray) -> None:
+    """One question's average precision and reciprocal rank, from its labels in ranked order."""
+    ranks = np.flatnonzero(hits) + 1
+    ap.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+    rr.append(1 / ranks[0])
+
+
+def map_mrr(ap: dict[str, list[float]], rr: dict[str, list[float]], questions: int) -> dict:
+    return {s: {"MAP": float(np.mean(ap[s])), "MRR": float(np.mean(rr[s])), "questions": questions} for s in ap}
+
+
+def wikiqa(scorer: Scorer, cal: dict) -> dict:
+    groups = wikiqa_groups()
     ap = {s: [] for s in ["heuristic", *cal]}
     rr = {s: [] for s in ap}
-    for rows in groups.values():
+    for rows in groups:
         question = rows[0]["Question"]
         sents = [r["Sentence"] for r in rows]
         labels = np.array([r["Label"] == "1" for r in rows])
         cos = scorer.vectors(sents) @ scorer.vectors([question])[0]
         cov, typed = first_stage_features(question, sents, *idf_table(sents))
-        heur = np.where(typed, 0.6 * cos + 0.4 * cov, (0.6 * cos + 0.4 * cov) * TYPE_MISMATCH)
+        heur = heuristic(cos, cov, typed)
         order = list(np.argsort(-heur, kind="stable"))
         top = order  # answer-sentence selection: the reader ranks every candidate sentence
         texts = [candidate_text(sents[i], rows[i]["DocumentTitle"], sents[i - 1] if i else "") for i in top]
@@ -200,11 +218,8 @@ def wikiqa(scorer: Scorer, cal: dict) -> dict:
             else:
                 feats, w, b = cal[system]
                 ranking = sorted(top, key=lambda i: -np.dot(_row(r, i, feats), w))
-            hits = labels[ranking]
-            ranks = np.flatnonzero(hits) + 1
-            ap[system].append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
-            rr[system].append(1 / ranks[0])
-    return {s: {"MAP": float(np.mean(ap[s])), "MRR": float(np.mean(rr[s])), "questions": len(groups)} for s in ap}
+            add_ranking(ap[system], rr[system], labels[ranking])
+    return map_mrr(ap, rr, len(groups))
 
 
 # ── eval sets through the real pipeline ──────────────────────────────────────
@@ -294,52 +309,37 @@ def tower_squad_section(tower, scorer: Scorer) -> None:
 
     t0 = time.perf_counter()
     items = load_squad(SQUAD)
-    by_article: dict[str, list[QAItem]] = {}
-    for it in items:
-        by_article.setdefault(it.article, []).append(it)
     held = [it for it in items if split_of(it.article) == "heldout"]
-    records = tower_records(tower, scorer.vectors, held, by_article)
+    records = tower_records(tower, scorer.vectors, held, group_by_article(items))
     qvecs = scorer.vectors([r["item"].question for r in records])
     for r, qv in zip(records, qvecs):
         cos = scorer.vectors(r["sentences"]) @ qv
-        mixed = 0.6 * cos + 0.4 * r["coverage"]
-        r["heuristic"] = np.where(r["type_ok"] > 0, mixed, mixed * TYPE_MISMATCH)
+        r["heuristic"] = heuristic(cos, r["coverage"], r["type_ok"] > 0)
         r["tower"] = tower.probabilities(r["view"], r["cosine"], r["coverage"], r["type_ok"])
         r["tower cosine"] = r["cosine"]
-        r["item_positives"] = set(np.flatnonzero(r["labels"]).tolist())
     scorer.save()
     calib = [r for r in records if half_of(r["item"].qid) == "calib"]
     test = [r for r in records if half_of(r["item"].qid) == "test"]
     print(f"SQuAD 2.0 held-out articles, paragraph + 4 same-article distractors ({len(calib)} calib / "
           f"{len(test)} test questions; scored in {time.perf_counter() - t0:.0f} s)")
     print(f"{'system':<18} {'t (calib)':>9} {'sent acc':>9} {'answered+right':>15} {'no-ans P':>9} {'no-ans R':>9}")
+    # The paragraph's sentences come first among a record's candidates, so each item's
+    # ``positives`` index them as they are.
+    best = lambda rs, system: [(j := int(np.argmax(r[system])), float(r[system][j])) for r in rs]
     for system in ("heuristic", "tower cosine", "tower"):
-        def best(rs):
-            out = []
-            for r in rs:
-                j = int(np.argmax(r[system]))
-                out.append((j, float(r[system][j])))
-            return out
-        fake = lambda rs: [{"item": replace(r["item"], positives=frozenset(r["item_positives"]))} for r in rs]
-        t = best_threshold(fake(calib), best(calib))
-        m = squad_metrics(fake(test), best(test), t)
+        t = best_threshold(calib, best(calib, system))
+        m = squad_metrics(test, best(test, system), t)
         print(f"{system:<18} {t:>9.2f} {m['sentence_acc']:>9.3f} {m['answered_right']:>15.3f} "
               f"{m['noans_precision']:>9.3f} {m['noans_recall']:>9.3f}")
 
 
 def tower_wikiqa(tower, scorer: Scorer) -> dict:
     """WikiQA MAP/MRR: the heuristic, the tower's cosine alone, and the tower's probability."""
-    import csv
-
-    groups: dict[str, list[dict]] = {}
-    with WIKIQA.open(encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            groups.setdefault(row["QuestionID"], []).append(row)
-    groups = {q: rows for q, rows in groups.items() if any(r["Label"] == "1" for r in rows)}
+    groups = wikiqa_groups()
     systems = ("heuristic", "tower cosine", "tower")
     ap = {s: [] for s in systems}
     rr = {s: [] for s in systems}
-    for rows in groups.values():
+    for rows in groups:
         question = rows[0]["Question"]
         sents = [r["Sentence"] for r in rows]
         labels = np.array([r["Label"] == "1" for r in rows])
@@ -348,13 +348,11 @@ def tower_wikiqa(tower, scorer: Scorer) -> dict:
         cov, typed = first_stage_features(question, sents, *idf_table(sents))
         view = tower.view(question)
         tuned = vecs @ view.vector
-        scores = {"heuristic": np.where(typed, 0.6 * cos + 0.4 * cov, (0.6 * cos + 0.4 * cov) * TYPE_MISMATCH),
+        scores = {"heuristic": heuristic(cos, cov, typed),
                   "tower cosine": tuned, "tower": tower.probabilities(view, tuned, cov, typed.astype(float))}
         for system, sc in scores.items():
-            ranks = np.flatnonzero(labels[np.argsort(-sc, kind="stable")]) + 1
-            ap[system].append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
-            rr[system].append(1 / ranks[0])
-    return {s: {"MAP": float(np.mean(ap[s])), "MRR": float(np.mean(rr[s])), "questions": len(groups)} for s in ap}
+            add_ranking(ap[system], rr[system], labels[np.argsort(-sc, kind="stable")])
+    return map_mrr(ap, rr, len(groups))
 
 
 def main() -> int:
@@ -386,19 +384,11 @@ def main() -> int:
     read_top = Settings().reader_candidates
     scorer = Scorer(embedder, None if tower else reader)
     cal = {}
-    if tower:
-        if "squad" not in args.skip:
+    if "squad" not in args.skip:
+        if tower:
             tower_squad_section(reader, scorer)
-        if "wikiqa" not in args.skip:
-            t0 = time.perf_counter()
-            w = tower_wikiqa(reader, scorer)
-            scorer.save()
-            print(f"\nWikiQA test ({w['heuristic']['questions']} answered questions; {time.perf_counter() - t0:.0f} s)")
-            for system, m in w.items():
-                print(f"{system:<18} MAP {m['MAP']:.3f}  MRR {m['MRR']:.3f}")
-        args.skip = [*args.skip, "squad", "wikiqa"]
-    elif "squad" not in args.skip:
-        cal = squad_section(scorer, reader, read_top, args)
+        else:
+            cal = squad_section(scorer, reader, read_top, args)
     if args.calibrate and not tower:
         from rag.reader import save_calibration
 
@@ -412,7 +402,7 @@ def main() -> int:
 
     if "wikiqa" not in args.skip:
         t0 = time.perf_counter()
-        w = wikiqa(scorer, cal)
+        w = tower_wikiqa(reader, scorer) if tower else wikiqa(scorer, cal)
         scorer.save()
         print(f"\nWikiQA test ({w['heuristic']['questions']} answered questions; {time.perf_counter() - t0:.0f} s)")
         for system, m in w.items():
