@@ -58,7 +58,7 @@ def real_vectors(settings: Settings, cache: Path = CACHE, progress: bool = True)
     corpora = shared / "corpora"
     if corpora.is_dir():
         documents += [item.document for item in walk_corpus(corpora) if not isinstance(item, Skipped)]
-    embedder = load_embedder(settings.model)
+    embedder = load_embedder(settings.model, settings.precision)
     count = tiktoken_counter(settings.encoding)
     texts = [c.text for d in documents for c in chunk_document(
         d, count, settings.chunk_tokens, settings.chunk_overlap_tokens, hard_limit=embedder.overflow)]
@@ -94,7 +94,7 @@ def vectors_from_builds(builds: list[Path], settings: Settings, queries: int, ca
         parts.append(vectors[keep])
     _, query_map, qrels = load_beir(shared_dir() / "datasets" / "scifact")
     query_texts = [query_map[q] for q in qrels][:queries]
-    query_vectors = _embed(load_embedder(settings.model), query_texts, settings.batch_size, False)
+    query_vectors = _embed(load_embedder(settings.model, settings.precision), query_texts, settings.batch_size, False)
     source = Source(texts, np.concatenate(parts).astype(np.float32), query_vectors, query_texts)
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "texts.json").write_text(json.dumps(source.texts))

@@ -150,7 +150,7 @@ def _depth(settings: Settings) -> int:
 
 def _retrieve(index: index_store.Index, settings: Settings, queries: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     """Per system, per query id: document ids best first, each at its best chunk's rank."""
-    embedder = load_embedder(settings.model)
+    embedder = load_embedder(settings.model, settings.precision)
     retriever = Retriever(index, embedder, candidates=_depth(settings),
                           dense_weight=settings.dense_weight, fusion=settings.fusion)
     vectors = embed_all(embedder, list(queries.values()), settings.batch_size)

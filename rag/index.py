@@ -72,6 +72,9 @@ class Manifest:
     dense: dict = field(default_factory=dict)  # dense index type and its parameters (dense_spec)
     sentences: int = 0  # rows of the sentence table
     dates: dict = field(default_factory=dict)  # doc_id -> {"date": ISO date or None, "source": where from}
+    # What the model computed the new vectors in ("float32", "bfloat16"; RAG_PRECISION). Not part
+    # of `chunking`: the two agree to cosine 0.99998, so a change re-embeds nothing. Empty: older builds.
+    precision: str = ""
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
     roots = [str(Path(r).resolve()) for r in roots]
     report = report or IngestReport()
     started = time.perf_counter()
-    factory = embedder_factory or (lambda: load_embedder(settings.model))
+    factory = embedder_factory or (lambda: load_embedder(settings.model, settings.precision))
     with _ingest_lock(settings.index_dir):
         index_store.remove_stale_temp(settings.index_dir)
         previous = _previous(settings)
@@ -254,6 +254,7 @@ def _manifest(embedder, reusable, chunking, documents, n_chunks, n_sentences, ro
         dense=index_store.dense_spec(n_chunks),
         sentences=n_sentences,
         dates={d.doc_id: {"date": d.date, "source": d.date_source} for d in documents},
+        precision=getattr(embedder, "precision", "") if embedder else reusable.manifest.precision,
     )
 
 

@@ -64,7 +64,7 @@ class Pipeline:
     def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | QuestionTower | None = None):
         self.settings = settings
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
-        self.embedder = embedder or load_embedder(settings.model)
+        self.embedder = embedder or load_embedder(settings.model, settings.precision)
         if reader is None and settings.reader_model != "none":
             reader = load_reader(settings.reader_model)
         if isinstance(reader, QuestionTower) and reader.base_model != settings.model:

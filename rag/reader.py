@@ -138,7 +138,12 @@ class Reader:
         self.pooling = meta.get("pooling", "cls")
         model = build_scorer(self.path, self.pooling, self.path / HEAD_FILE)
         model.eval()
-        if quantize:  # int8 linear layers: 1.8x faster on this CPU, logits within ~0.03 of fp32
+        from .embedding import native_bfloat16
+
+        # Faster than float32 where it can be: bfloat16 matrix products on CPUs with AMX,
+        # else int8 linear layers (1.8x on an AVX2 EPYC, logits within ~0.03 of fp32).
+        self.bfloat16 = quantize and native_bfloat16()
+        if quantize and not self.bfloat16:
             with warnings.catch_warnings():  # torch marks its int8 tensor API deprecated; it still works
                 warnings.simplefilter("ignore")
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -154,7 +159,7 @@ class Reader:
             with self._lock:  # fast tokenizers are not safe across threads
                 enc = self.tokenizer([question] * len(batch), batch, truncation="only_second",
                                      max_length=self.max_length, padding=True, return_tensors="pt")
-            with self._torch.inference_mode():
+            with self._torch.inference_mode(), self._torch.autocast("cpu", self._torch.bfloat16, enabled=self.bfloat16):
                 out.append(self.model(**enc).float().reshape(-1).numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 

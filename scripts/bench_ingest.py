@@ -41,7 +41,7 @@ def scifact_documents(path: Path, limit: int | None) -> list[Document]:
 def measure(name: str, settings: Settings, run, modes: list[str], rounds: int) -> None:
     """Each round: one fresh ingest per mode, then model.encode on the chunk texts; the rounds
     interleave, so a slow spell of this shared machine hits every figure alike. Medians."""
-    model = load_embedder(settings.model).model
+    model = load_embedder(settings.model, settings.precision).model
     model.encode(["warm-up"] * 64, batch_size=settings.batch_size)  # first calls pay for lazy set-up
     print(f"{name}:")
     seconds: dict[str, list[float]] = {mode: [] for mode in ["model.encode", *modes]}
@@ -88,7 +88,7 @@ def main() -> None:
     questions = [json.loads(line)["question"] for line in (ROOT / "eval" / "questions.jsonl").open()]
     with tempfile.TemporaryDirectory() as tmp:
         s = Settings.from_env(index_dir=Path(tmp) / "shipped")
-        load_embedder(s.model)  # model loading is reported apart from ingest
+        load_embedder(s.model, s.precision)  # model loading is reported apart from ingest
         modes = args.modes.split(",")
         measure("shipped corpus", s, lambda m: ingest([m.corpus_dir], m, progress=False), modes,
                 args.rounds)

@@ -131,7 +131,7 @@ from rag.retrieval import Retriever
 from rag.types import Document
 
 settings = Settings(index_dir=Path(tempfile.mkdtemp(prefix="peers-strike-qa-")))
-embedder = load_embedder(settings.model)  # model loading is outside ingest, as for the peers
+embedder = load_embedder(settings.model, settings.precision)  # model loading is outside ingest, as for the peers
 started = time.perf_counter()
 build([Document(d["id"], d["title"], d["text"], hashlib.sha256(d["text"].encode()).hexdigest()) for d in docs],
       settings, embedder_factory=lambda: embedder, progress=False)
