@@ -424,3 +424,26 @@ def test_bfloat16_vectors_agree_with_float32(tmp_path, corpus):
     assert index_store.load(settings.index_dir).manifest.precision == "bfloat16"
     with pytest.raises(ValueError, match="RAG_PRECISION must be"):
         Settings.from_env(environ={"RAG_PRECISION": "fp16"})
+
+
+def test_a_question_is_embedded_by_the_traced_model_as_by_the_model():
+    """One text (a question) goes through the TorchScript trace of the model, 40% faster than
+    eager; it must give model.encode's vector, whatever the question's length."""
+    import numpy as np
+
+    model = load_embedder()
+    assert model._single is not None
+    calls = []
+    real = model._single
+    model.__dict__["_single"] = lambda ids, mask: calls.append(ids.shape[1]) or real(ids, mask)
+    try:
+        questions = ["Strike pay?", "has a strike date been set yet??",
+                     "How many therapy appointments did Kaiser cancel during the 2022 strike, and how many "
+                     "patients were waiting eight weeks or more between sessions at the Fairfield clinic?"]
+        for q in questions:
+            assert np.allclose(model._encode([q]), model.model.encode([q], normalize_embeddings=True), atol=1e-5)
+        assert len(calls) == 3 and len(set(calls)) == 3  # three lengths, all traced
+        model._encode(questions[:2])  # a batch: padded, so the eager model
+        assert len(calls) == 3
+    finally:
+        model.__dict__["_single"] = real
