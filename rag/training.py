@@ -206,8 +206,8 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
-    # bfloat16 matrix products where the CPU has them (AMX; resolve_precision): 2-3x the pairs a
-    # second. Weights, optimizer state and the loss stay float32.
+    # bfloat16 matrix products where the CPU has them (AMX; resolve_precision): 50.1 pairs/s
+    # against 35.4 in float32 on the AMX Xeon here. Weights, optimizer state and loss stay float32.
     reduced = resolve_precision(precision) == "bfloat16"
 
     def loss_of(batch: list[Pair]):
