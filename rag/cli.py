@@ -179,13 +179,13 @@ def _train_reader(args, settings: Settings) -> int:
 
     from .training import calibrate_reader, calibrate_tower, default_squad, train_reader, train_tower
 
-    squad = args.squad or default_squad()
-    if not squad.is_file():
-        raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
     for flag, value in (("--pairs", args.pairs), ("--questions", args.questions), ("--epochs", args.epochs),
                         ("--calibration-questions", args.calibration_questions)):
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be > 0, got {value}")
+    squad = args.squad or default_squad()
+    if not squad.is_file():
+        raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
     started = time.monotonic()
 
     def progress(step: int, steps: int, loss: float) -> None:
