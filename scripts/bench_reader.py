@@ -369,7 +369,7 @@ def main() -> int:
     ap.add_argument("--threshold", type=float,
                     help="record this refusal threshold (chosen from the dev-half grid) in the model's reader.json")
     ap.add_argument("--final", action="store_true",
-                    help="also list the held-out questions still wrong (for the closing run only)")
+                    help="also score the held-out halves and list their questions still wrong (the closing run only)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["squad", "wikiqa", "strike", "seiu"])
     args = ap.parse_args()
     from rag.embedding import load_embedder
@@ -436,7 +436,8 @@ def main() -> int:
             scored, results, best, items, lat = eval_set(path, index_dir, embedder, rd, t, None)
             rows[system] = (scored, results, best, items, lat)
             m = scored["metrics"]
-            for split in ("dev", "heldout", "all"):
+            # The held-out half is scored once, at the end (--final): printing it every run invites tuning on it.
+            for split in ("dev", "heldout", "all") if args.final else ("dev",):
                 ids = {it.id for it in items if split == "all" or json.loads(_raw(path)[it.id]).get("split") == split}
                 sub = _split_metrics(items, results, ids)
                 print(f"  {system:<10} t={t:.2f} {split:<8} answer acc {sub[0]:.3f} ({sub[1]})  "
