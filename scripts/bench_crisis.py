@@ -89,7 +89,10 @@ def load_sets(args) -> list[tuple[str, str, list[str]]]:
         for level in CSSRS_LEVELS:
             sets.append(("C-SSRS", level, _sample([_cssrs_text(r["Post"]) for r in rows if r["Label"] == level], n)))
     for path in [*sorted((ROOT / "eval").glob("*.jsonl")), *(args.questions or [])]:
-        qs = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        qs = [row["question"] for row in rows if "question" in row]  # eval/claims.jsonl holds claims
+        if not qs:
+            continue
         if path.parent == ROOT / "eval":  # train_crisis.py trains on the other half
             sets.append(("Documents", f"{path.name} held-out half", [q for q in qs if held_out(q)]))
             sets.append(("Documents", f"{path.name} all (half trained on)", qs))

@@ -62,11 +62,11 @@ def held_out(text: str) -> bool:
 
 
 def eval_questions() -> list[str]:
+    """The questions of every eval file (eval/claims.jsonl holds claims, not questions: skipped)."""
     out = []
     for path in sorted((ROOT / "eval").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out.append(json.loads(line)["question"])
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        out += [row["question"] for row in rows if "question" in row]
     return out
 
 
