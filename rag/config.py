@@ -33,6 +33,16 @@ def gradio_cache_dir(settings: "Settings") -> Path:
     return folder
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")  # RAG_PRECISION (rag.embedding.resolve_precision)
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of PRECISIONS, else a ValueError naming them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"RAG_PRECISION must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 @dataclass(frozen=True)
 class Settings:
     # The base folder for every relative path below (and the eval's defaults):
@@ -123,8 +133,7 @@ class Settings:
     def __post_init__(self):
         if self.chunk_vectors not in ("pooled", "encoded"):
             raise ValueError(f"RAG_CHUNK_VECTORS must be 'pooled' or 'encoded', got {self.chunk_vectors!r}")
-        if self.precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"RAG_PRECISION must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}")
+        check_precision(self.precision)
         home = self.home.expanduser().resolve()
         object.__setattr__(self, "home", home)
         for name in ("corpus_dir", "index_dir", "data_dir"):

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import offline_environment
+from .config import check_precision, offline_environment
 
 
 class Embedder(Protocol):
@@ -42,7 +42,6 @@ MEMO_BATCH = 8  # batches this small (questions, not ingest) are looked up in th
 MEMO_SIZE = 1024  # texts remembered: ~1.5 MB of vectors
 # Sequence widths texts are packed into (embed_packed_with_sums), up to the model's length.
 PACK_WIDTHS = (64, 128, 256)
-PRECISIONS = ("auto", "float32", "bfloat16")
 # Below this many tokens in a pass, bfloat16 loses: autocast casts every weight on each
 # call. Measured (AMX Xeon, 20-token questions): 1 of them 5.6 ms float32 / 7.6 ms bfloat16,
 # 4 of them 11.3 / 10.9, 8 of them 17.5 / 13.4. Questions stay float32; ingest does not.
@@ -63,10 +62,8 @@ def native_bfloat16() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """'auto' made concrete for this CPU; a name outside PRECISIONS is refused."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"RAG_PRECISION must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
+    """'auto' made concrete for this CPU; a name outside config.PRECISIONS is refused."""
+    if check_precision(precision) == "auto":
         return "bfloat16" if native_bfloat16() else "float32"
     return precision
 
@@ -135,7 +132,7 @@ class SentenceTransformerEmbedder:
             if len(texts) == 1 and not self._reduced(reduced, tokens) and self._single is not None:
                 out = self._single(features["input_ids"], features["attention_mask"])  # a question
             else:
-                with self._autocast(reduced, tokens):
+                with self._autocast(tokens, reduced):
                     out = self.model(features)["sentence_embedding"]
             out = torch.nn.functional.normalize(out.float(), p=2, dim=1)
         return out.numpy().reshape(len(texts), self.dim)
@@ -146,7 +143,7 @@ class SentenceTransformerEmbedder:
 
         A question is a pass of ~20 tokens, where eager PyTorch spends most of its time
         going from op to op: 23-token SciFact queries took 7.2 ms p50 through
-        sentence-transformers and 4.1 ms traced. One text has no padding, which is
+        sentence-transformers and 4.3 ms traced. One text has no padding, which is
         the only case the trace is taken for; checked once against the model, on two
         probes of other lengths, or not used.
         """
@@ -179,7 +176,7 @@ class SentenceTransformerEmbedder:
     def _reduced(self, reduced: bool, tokens: int) -> bool:
         return reduced and self.precision == "bfloat16" and tokens >= BFLOAT16_MIN_TOKENS
 
-    def _autocast(self, reduced: bool = True, tokens: int = BFLOAT16_MIN_TOKENS):
+    def _autocast(self, tokens: int, reduced: bool = True):
         """The model's precision for one pass of ``tokens`` (padding included): bfloat16 only
         when set and the pass is big enough to gain; ``reduced=False`` forces float32 (exactness probes)."""
         import torch
@@ -206,7 +203,7 @@ class SentenceTransformerEmbedder:
             features = self._preprocess(list(texts))
         special = torch.tensor(sorted(self._tokenizer.all_special_ids))
         own = features["attention_mask"].bool() & ~torch.isin(features["input_ids"], special)
-        with torch.inference_mode(), self._autocast(tokens=features["input_ids"].numel()):
+        with torch.inference_mode(), self._autocast(features["input_ids"].numel()):
             out = self.model(features)
             vectors = torch.nn.functional.normalize(out["sentence_embedding"].float(), p=2, dim=1)
             sums = (out["token_embeddings"].float() * own.unsqueeze(-1)).sum(dim=1)
@@ -279,7 +276,7 @@ class SentenceTransformerEmbedder:
                 placed.append((i, r, at, n))
                 at += n
             mask[r, 0, at:, at:] = True  # padding attends to padding: no empty softmax rows
-        with torch.inference_mode(), self._autocast(reduced, input_ids.numel()):
+        with torch.inference_mode(), self._autocast(input_ids.numel(), reduced):
             states = backbone(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                               token_type_ids=torch.zeros_like(input_ids)).last_hidden_state.float()
         own = ~torch.isin(input_ids, special)

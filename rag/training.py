@@ -208,7 +208,8 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
 
     # bfloat16 matrix products where the CPU has them (AMX; resolve_precision): 50.1 pairs/s
     # against 35.4 in float32 on the AMX Xeon here. Weights, optimizer state and loss stay float32.
-    reduced = resolve_precision(precision) == "bfloat16"
+    precision = resolve_precision(precision)
+    reduced = precision == "bfloat16"
 
     def loss_of(batch: list[Pair]):
         enc = tokenizer([p.question for p in batch], [p.text for p in batch], truncation="only_second",
@@ -225,7 +226,7 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     tokenizer.save_pretrained(out_dir)
     meta = {"format": FORMAT, "pooling": pooling, "head_lr": head_lr, "max_length": max_length, "seed": seed, "pairs": len(pairs),
             "positives": int(sum(p.label for p in pairs)), "epochs": epochs, "batch_size": batch_size,
-            "lr": lr, "train_layers": train_layers, "precision": resolve_precision(precision), "train_seconds": round(seconds, 1), "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
+            "lr": lr, "train_layers": train_layers, "precision": precision, "train_seconds": round(seconds, 1), "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
     (out_dir / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return TrainReport(len(pairs), meta["positives"], seconds, len(pairs) * epochs / seconds, out_dir)
 
