@@ -6,12 +6,14 @@ Layout, so that a reader never sees a half-written index:
     index/build-<stamp>/     manifest.json documents.jsonl chunks.jsonl dense.faiss bm25/
                              chunk_vectors.npy sentence_spans.npy sentence_vectors.npy
                              chunk_sentence_offsets.npy chunk_sentence_ids.npy idf.json
+                             words.json
 
 A build is written into a fresh folder and only then named in CURRENT, so a
 crash or Ctrl-C at any moment leaves the previous build live and loadable.
 
 Everything that depends only on the documents is here, computed once at ingest:
-the answerer's sentence spans, their vectors and the idf table included. The
+the answerer's sentence spans, their vectors, the idf table and the word counts
+the spelling corrector reads (rag.spelling) included. The
 arrays are memory-mapped, and so is the FAISS index, so several server
 processes on one machine share one copy in the page cache.
 
@@ -36,9 +38,10 @@ from .errors import IndexCorruptError, IndexFormatError, IndexNotFoundError
 from .lexical import LexicalIndex
 from .types import Chunk, Document, Heading, Page
 
-FORMAT = "strike-qa-index v2"
+FORMAT = "strike-qa-index v3"
 # Formats this version reads no more, and why; `rag ingest` rebuilds them.
-OLD_FORMATS = {"strike-qa-index v1": "it predates the stored sentence table (format v2)"}
+OLD_FORMATS = {"strike-qa-index v1": "it predates the stored sentence table (format v2)",
+               "strike-qa-index v2": "it predates the stored word counts that spelling correction reads (format v3)"}
 POINTER = "CURRENT"
 
 # Exact search up to this many chunks, approximate above. Measured with `rag
@@ -170,7 +173,7 @@ class Index:
 
     def __init__(self, manifest: Manifest, documents: dict[str, Document], chunks: list[Chunk],
                  dense, lexical: LexicalIndex, chunk_vectors: np.ndarray, sentences: SentenceTable,
-                 idf: Idf, version: str = ""):
+                 idf: Idf, words: dict[str, int], version: str = ""):
         if not dense.ntotal == len(chunk_vectors) == len(chunks) == len(sentences.offsets) - 1:
             raise IndexCorruptError(f"index has {dense.ntotal} vectors, {len(chunk_vectors)} stored vectors "
                                     f"and {len(sentences.offsets) - 1} sentence lists for {len(chunks)} chunks")
@@ -184,6 +187,8 @@ class Index:
         self.chunk_vectors = chunk_vectors  # (chunks, dim) float16, for reuse on re-ingest
         self.sentences = sentences
         self.idf = idf
+        self.words = words  # lower-case word -> count over the chunks (rag.spelling)
+        self._speller = None
         self.version = version
         self._rows: dict[str, list[int]] | None = None
 
@@ -192,12 +197,23 @@ class Index:
               vectors: np.ndarray, sentences: SentenceTable) -> "Index":
         """The index of chunks; vectors are stored as float16, and searched as stored."""
         from .sentences import idf_table
+        from .spelling import word_counts
 
         stored = np.asarray(vectors, dtype=np.float16).reshape(len(chunks), manifest.dim)
         dense = build_dense(stored, manifest.dense or dense_spec(len(chunks)))
         lexical = LexicalIndex.build([f"{c.title}\n{c.section}\n{c.text}" for c in chunks])
         idf = Idf(*idf_table(c.text for c in chunks))
-        return cls(manifest, documents, chunks, dense, lexical, stored, sentences, idf)
+        words = word_counts(f"{c.title}\n{c.section}\n{c.text}" for c in chunks)
+        return cls(manifest, documents, chunks, dense, lexical, stored, sentences, idf, words)
+
+    @property
+    def speller(self):
+        """The spelling corrector over this build's words, made at its first question."""
+        if self._speller is None:
+            from .spelling import Speller
+
+            self._speller = Speller(self.words)
+        return self._speller
 
     @property
     def sentence_vectors(self) -> np.ndarray:
@@ -261,6 +277,7 @@ def save(index: Index, index_dir: Path) -> str:
     np.save(tmp / "chunk_sentence_offsets.npy", np.asarray(t.offsets, np.int64))
     np.save(tmp / "chunk_sentence_ids.npy", np.asarray(t.ids, np.int64))
     _write_json(tmp / "idf.json", {"unseen": index.idf.unseen, "terms": index.idf.terms})
+    _write_json(tmp / "words.json", index.words)
     _fsync_tree(tmp)
     os.replace(tmp, index_dir / name)
     pointer_tmp = index_dir / f".{POINTER}.{name}"
@@ -302,8 +319,9 @@ def load(index_dir: Path) -> Index:
                                   arrays["chunk_sentence_offsets"], arrays["chunk_sentence_ids"])
         idf_json = json.loads((folder / "idf.json").read_text())
         idf = Idf(idf_json["terms"], float(idf_json["unseen"]))
+        words = json.loads((folder / "words.json").read_text())
         index = Index(manifest, documents, chunks, dense, lexical, arrays["chunk_vectors"], sentences, idf,
-                      version=name)
+                      words, version=name)
     except IndexCorruptError:
         raise
     except Exception as exc:  # any damage at all means "rebuild", said plainly

@@ -21,6 +21,7 @@ from .reader import QuestionTower, Reader, load_reader
 from .retrieval import Retriever
 from .crisis import CrisisDetector, CrisisHead
 from .safety import SENSITIVE, screen
+from .spelling import Spelling
 from .types import Answer, cited_text
 from .updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 
@@ -128,8 +129,10 @@ class Pipeline:
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})
         notice = verdict.message if verdict else ""  # "concern": answer, with resources under it
         question = _check_length(text, self.settings.max_question_chars)
-        query = standalone(question, history)
         retriever = self.retriever()
+        spelling = retriever.index.speller.correct(question) if self.settings.spelling else Spelling(question)
+        typed = spelling.text  # what the member meant to type: searched and read in their place
+        query = standalone(typed, history)
         timings = {"prepare": _ms(started)}
         t = time.perf_counter()
         vector = retriever.embed_query(query)
@@ -140,7 +143,7 @@ class Pipeline:
         timings["retrieve"] = _ms(t)
         t = time.perf_counter()
         ranked = self.answerer.rank(query, hits, retriever.index, vector,
-                                    focus=question if query != question else None)
+                                    focus=typed if query != typed else None)
         chosen = self.answerer.select(ranked)
         chosen, labels = reconcile(query, chosen, ranked, retriever.index.documents,
                                    min_score=self.answerer.min_score)
@@ -149,14 +152,15 @@ class Pipeline:
         if not chosen:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
                           related=annotate(related(ranked), documents), standalone_question=query,
-                          timings_ms=timings, notice=notice, contact=self.contact)
+                          timings_ms=timings, notice=notice, contact=self.contact, corrected=spelling.fixes)
         _, citations, pieces = compose(chosen, retriever.index)
         citations = annotate(citations, documents)
         labels = labels or date_labels(query, citations)
         pieces = label_pieces(pieces, citations, labels)
         text = cited_text(pieces)  # the plain text is always the pieces', never edited on its own
         answer = Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
-                        retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice)
+                        retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice,
+                        corrected=spelling.fixes)
         if generate and self.generator:  # only once safety, retrieval and the answerer said "answer"
             return _last(self.generator.stream(answer, retriever.index))
         return answer

@@ -111,6 +111,19 @@ def cited_text(pieces: tuple[Piece, ...]) -> str:
 
 
 @dataclass(frozen=True)
+class Fix:
+    """A word of the question read as a document word (rag.spelling): question[start:end] == typed."""
+
+    start: int
+    end: int
+    typed: str
+    word: str
+
+    def to_json(self) -> dict:
+        return {"typed": self.typed, "word": self.word}
+
+
+@dataclass(frozen=True)
 class Contact:
     """A person members can ask when the documents don't say (Settings.contact_*)."""
 
@@ -141,6 +154,7 @@ class Answer:
     contact: Contact | None = None  # shown under a refusal: someone who may know
     mode: str = "extractive"  # "generated" when a language model wrote it and every sentence was verified
     dropped: int = 0  # generated sentences left out because no cited passage supports them
+    corrected: tuple[Fix, ...] = ()  # words of the question read as document words (rag.spelling)
 
     @property
     def latency_ms(self) -> float:
@@ -165,6 +179,7 @@ class Answer:
             "latency_ms": self.latency_ms,
             "mode": self.mode,
             "dropped": self.dropped,
+            "corrected": [f.to_json() for f in self.corrected],
         }
 
 

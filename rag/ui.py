@@ -20,7 +20,7 @@ from .pipeline import Pipeline
 from .ratelimit import RateLimiter
 from .dates import display
 from .sources import file_url, source_url
-from .types import Answer, Citation, Contact, Piece
+from .types import Answer, Citation, Contact, Fix, Piece
 
 EXAMPLES = [
     "Has a strike date been set?",
@@ -127,9 +127,17 @@ def answer_markdown(answer: Answer, upto: int | None = None) -> str:
             body += "\n\n" + contact_markdown(answer.contact)
         if answer.related and upto is None:
             body += sources_markdown(answer.related, "Closest passages (they may not answer your question)")
+    if answer.corrected and upto is None:
+        body = corrected_markdown(answer.corrected) + "\n\n" + body
     if answer.notice:
         body += "\n\n---\n\n" + answer.notice  # our own fixed Markdown
     return body
+
+
+def corrected_markdown(fixes: tuple[Fix, ...]) -> str:
+    """The words read otherwise than typed, so a wrong guess is plain to see."""
+    read = ", ".join(f"“{md_escape(f.typed)}” as “{md_escape(f.word)}”" for f in fixes)
+    return f"*Read {read}.*"
 
 
 def documents_markdown(pipeline: Pipeline) -> str:

@@ -74,7 +74,8 @@ def topped_up_index(source, size: int, seed: int = 0):
     bm25 = bm25s.BM25(k1=0.9, b=0.4)
     bm25.index([tokens[i] for i in base], show_progress=False)
     manifest = replace(source.manifest, chunks=size, dense=spec)
-    return Index(manifest, source.documents, chunks, dense, LexicalIndex(bm25), vectors, sentences, source.idf)
+    return Index(manifest, source.documents, chunks, dense, LexicalIndex(bm25), vectors, sentences, source.idf,
+                 source.words)
 
 
 def main() -> int:

@@ -250,6 +250,20 @@ def test_widget_on_the_union_site_answers_without_touching_the_page(page, union_
     assert_loopback_only(requests_seen)
 
 
+def test_widget_and_chat_say_which_misspelt_words_they_read(page, union_page, live_server, requests_seen):
+    typo = "How many therapy apointments did Kaiser cancel during the 2022 strke?"
+    page.goto(union_page["with_widget"])
+    _, frame = open_widget(page)
+    answer = ask_in_widget(frame, typo)
+    assert answer.locator(".corrected").inner_text() == "Read “apointments” as “appointments”, “strke” as “strike”."
+    assert "111,803" in answer.locator(".text").inner_text()
+
+    open_chat(page, live_server.url)
+    reply = ask_in_chat(page, typo).inner_text()
+    assert "Read “apointments” as “appointments”" in reply and "111,803" in reply
+    assert_loopback_only(requests_seen)
+
+
 def test_widget_is_full_screen_on_a_phone_and_shows_html_as_text(browser, union_page, requests_seen):
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     context.on("request", lambda r: requests_seen.append(r.url))

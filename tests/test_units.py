@@ -38,12 +38,15 @@ def test_settings_parse_each_type_and_flags_win(tmp_path):
     assert s.allowed_origins == ("https://a.org", "https://b.org")
     assert s.port == 7860 and s.host == "127.0.0.1"  # empty values and None overrides keep defaults
     assert s.max_request_bytes == 1000
+    assert Settings.from_env(environ={"RAG_SPELLING": "0"}).spelling is False  # bool("0") would be True
+    assert Settings.from_env(environ={"RAG_SPELLING": "yes"}).spelling is True
 
 
 @pytest.mark.parametrize("name, raw, message", [
     ("RAG_TOP_K", "eight", "RAG_TOP_K must be a int, got 'eight'"),
     ("RAG_DENSE_WEIGHT", "lots", "RAG_DENSE_WEIGHT must be a float"),
     ("RAG_MIN_ANSWER_SCORE", "high", "RAG_MIN_ANSWER_SCORE must be a float"),
+    ("RAG_SPELLING", "maybe", "RAG_SPELLING must be true or false"),
 ])
 def test_bad_settings_say_which_variable(name, raw, message):
     with pytest.raises(ValueError, match=message):

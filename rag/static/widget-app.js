@@ -148,6 +148,12 @@
 
   function showAnswer(node, answer) {
     node.textContent = "";
+    if (answer.corrected && answer.corrected.length) {
+      // The words read otherwise than typed, so a wrong guess is plain to see.
+      node.append(el("div", "corrected", "Read " + answer.corrected.map(function (f) {
+        return "“" + f.typed + "” as “" + f.word + "”";
+      }).join(", ") + "."));
+    }
     var body = el("div", "text");
     if (answer.kind === "crisis" || answer.kind === "medical") {
       appendBold(body, answer.answer);  // our fixed safety text: **bold** only

@@ -1,0 +1,73 @@
+"""Typo-tolerant questions (rag/spelling.py): the real pyspellchecker word list, word counts
+stored in a real index, and the pipeline answering a misspelt question as the right one."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from rag import index as index_store
+from rag.pipeline import Pipeline
+from rag.spelling import Speller, word_counts
+from rag.ui import answer_markdown
+
+CONTRACT = ("Full time employees shall accrue eight (8) hours of sick leave for each full month. "
+            "The union declared impasse. Dental insurance is paid by the employer. OPEU OSU Ough.")
+
+
+@pytest.fixture(scope="module")
+def speller():
+    return Speller(word_counts([CONTRACT]))
+
+
+def test_unknown_words_become_the_document_word_one_edit_away(speller):
+    question = "how much sick leve do i acrue, has impase been declard?"
+    spelling = speller.correct(question)
+    assert spelling.text == "how much sick leave do i accrue, has impasse been declared?"
+    assert [(f.typed, f.word) for f in spelling.fixes] == [
+        ("leve", "leave"), ("acrue", "accrue"), ("impase", "impasse"), ("declard", "declared")]
+    assert all(question[f.start:f.end] == f.typed for f in spelling.fixes)
+
+
+def test_real_words_names_acronyms_and_short_words_stay_as_typed(speller):
+    for question in ("Is rental insurance paid?",  # English, one edit from "dental": not a typo
+                     "When did OPEC meet?",  # an acronym, one edit from "OPEU"
+                     "Who is Tugh Temur?",  # a name inside the question, one edit from "Ough"
+                     "Does the OSI pay?",  # too short to guess at
+                     "Who is the CEO of Kaiser?"):
+        assert speller.correct(question).text == question and not speller.correct(question).fixes
+
+
+def test_the_typed_case_is_kept(speller):
+    assert speller.correct("Impase declard?").text == "Impasse declared?"
+    assert speller.correct("HAS IMPASE BEEN DECLARD").text == "HAS IMPASSE BEEN DECLARED"  # not acronyms
+
+
+def test_the_most_frequent_document_word_wins():
+    speller = Speller(word_counts(["bake " * 3 + "cake " * 5 + "lake"]))
+    assert speller.correct("dake").text == "cake"  # one edit from all three; "cake" is the commonest
+
+
+def test_the_index_stores_its_word_counts(corpus_settings):
+    index = index_store.load(corpus_settings.index_dir)
+    assert index.words["therapists"] > 5 and "therapsts" not in index.words
+    folder = corpus_settings.index_dir / index_store.current_version(corpus_settings.index_dir)
+    assert (folder / "words.json").is_file()
+
+
+def test_a_misspelt_question_gets_the_right_answer_and_says_what_it_read(pipeline):
+    right = pipeline.ask("How many therapy appointments did Kaiser cancel during the 2022 strike?")
+    typed = pipeline.ask("How many therapy apointments did Kaiser cancel during the 2022 strke?")
+    assert [(f.typed, f.word) for f in typed.corrected] == [("apointments", "appointments"), ("strke", "strike")]
+    assert not typed.refused and typed.text == right.text and "111,803" in typed.text
+    assert typed.question.endswith("during the 2022 strke?")  # the member's words are kept as typed
+    assert typed.to_json()["corrected"] == [{"typed": "apointments", "word": "appointments"},
+                                            {"typed": "strke", "word": "strike"}]
+    assert answer_markdown(typed).startswith("*Read “apointments” as “appointments”, “strke” as “strike”.*")
+    assert right.corrected == () and right.to_json()["corrected"] == []
+
+
+def test_spelling_can_be_turned_off(corpus_settings, pipeline):
+    off = Pipeline(replace(corpus_settings, spelling=False), embedder=pipeline.embedder)
+    answer = off.ask("How many therapy apointments did Kaiser cancel during the 2022 strke?")
+    assert answer.corrected == ()
