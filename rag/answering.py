@@ -31,6 +31,8 @@ _ANSWER_TYPES = [
     (re.compile(r"\bhow long\b|\bwhen\b|\bwhat (date|day|time|year)\b", re.I), re.compile(_NUMBER + "|" + _TIME, re.I)),
 ]
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
+# A question asserts nothing: "Haven't signed the strike pledge yet?" answers no "how many signed".
+_QUESTION_END = re.compile(r"\?[\"'”’)\]]*\s*$")
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,7 @@ def _informative(sentence: str, title: str) -> bool:
     words = sentence.split()
     heading_like = (len(words) < 8 and not _SENTENCE_END.search(sentence) and not any(ch.isdigit() for ch in sentence))
     return (len(words) >= 4 and not sentence.rstrip().endswith(":") and not heading_like
-            and sentence.strip() != title.strip())
+            and not _QUESTION_END.search(sentence) and sentence.strip() != title.strip())
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:

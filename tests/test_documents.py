@@ -252,3 +252,18 @@ def test_real_contract_reads_as_paragraphs_with_sections(seiu_contract):
     assert mid_sentence < 0.02
     trial = next(c for c in chunks if "Trial service is six (6) full months" in c.text)
     assert trial.section.startswith("Article 31 Trial Service")
+
+
+def test_a_question_in_a_document_is_never_quoted_as_an_answer(tmp_path, embedder):
+    from rag.pipeline import Pipeline
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "pledge.txt").write_text(
+        "Strike pledge\nHaven't signed the strike pledge yet? Sign it at the union office.\n"
+        "More than 1,200 workers have signed the strike pledge so far.\n")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", data_dir=tmp_path / "data")
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    answer = Pipeline(settings, embedder=embedder).ask("Have many workers signed the strike pledge yet?")
+    assert not answer.refused and "1,200 workers" in answer.text
+    assert answer.citations and all(not c.quote.rstrip().endswith("?") for c in answer.citations)
