@@ -32,6 +32,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*|(?<=[;:])\s+(?=\w)")
 # i don't see the point in going on living" is two thoughts, and the second is the one that matters.
 _CLAUSE = re.compile(r"\s*[,;]\s*|\s+(?:and|but|so|because|cause|cuz|y|pero|porque|entonces)\s+", re.I)
 _WORD = re.compile(r"[a-zñáéíóúü]+")
+# A clause that sets a condition for the rest of its sentence: it means what the sentence means.
+_CONDITION = re.compile(r"(?:if|when|whenever|once|in case|si|cuando)\b", re.I)
 
 
 # Figures of speech the embedding hears as danger ("my back is killing me" scores like
@@ -62,29 +64,44 @@ class Scores:
     piece: str      # the piece that gave the highest crisis score
 
 
-def pieces(text: str, max_chars: int, max_pieces: int = MAX_PIECES) -> list[str]:
+@dataclass(frozen=True)
+class Part:
+    """A piece of a message as the head reads it. A condition ("If my mom dies") records the
+    pieces it was cut from (its sentence, or that sentence's word windows): see ``summarize``."""
+
+    text: str
+    within: tuple[int, ...] = ()
+
+
+def pieces(text: str, max_chars: int, max_pieces: int = MAX_PIECES) -> list[Part]:
     """Sentences of the first ``max_chars`` characters, and their clauses; long ones as word windows.
 
     A short message of several sentences is also read whole, since "I have the
     pills. Tonight's the night." says more than either half.
     """
     text = literal(text[:max_chars])
-    out: list[str] = []
+    out: list[Part] = []
     for sentence in _SENTENCE_END.split(text):
         words = sentence.split()
         if not words:
             continue
+        first = len(out)
         if len(words) <= WINDOW_WORDS:
-            out.append(" ".join(words))
+            out.append(Part(" ".join(words)))
         else:
             step = WINDOW_WORDS // 2
-            out.extend(" ".join(words[i:i + WINDOW_WORDS]) for i in range(0, len(words) - step, step))
+            out.extend(Part(" ".join(words[i:i + WINDOW_WORDS])) for i in range(0, len(words) - step, step))
         if len(words) >= CLAUSE_WORDS:
+            whole = tuple(range(first, len(out)))
             clauses = [" ".join(c.split()) for c in _CLAUSE.split(" ".join(words[:WINDOW_WORDS * 2]))]
-            out.extend(c for c in clauses if len(c.split()) >= 3 and c not in out)
+            seen = {p.text for p in out}
+            for c in clauses:
+                if len(c.split()) >= 3 and c not in seen:
+                    out.append(Part(c, whole if _CONDITION.match(c) else ()))
+                    seen.add(c)
     whole = " ".join(text.split())
-    if len(out) > 1 and len(whole) <= 400 and whole not in out:
-        out.append(whole)
+    if len(out) > 1 and len(whole) <= 400 and all(p.text != whole for p in out):
+        out.append(Part(whole))
     return out[:max_pieces]
 
 
@@ -172,13 +189,13 @@ class CrisisDetector:
     def scores_many(self, texts: list[str], batch_size: int = 128) -> list[Scores]:
         """Scores of many messages, their pieces embedded in shared batches."""
         split = [pieces(t, self.max_chars) for t in texts]
-        flat = [p for parts in split for p in parts]
+        flat = [p.text for parts in split for p in parts]
         if not flat:
             return [Scores(0.0, 0.0, "") for _ in texts]
         probs = self.head.probabilities(embed_all(self.embedder, flat, batch_size=batch_size))
         out, at = [], 0
         for parts in split:
-            out.append(summarize(probs[at:at + len(parts)], parts))
+            out.append(summarize(probs[at:at + len(parts)], parts, self.head.concern_threshold))
             at += len(parts)
         return out
 
@@ -187,9 +204,22 @@ class CrisisDetector:
         return self.head.decide(self.scores(text))
 
 
-def summarize(probs: np.ndarray, parts: list[str]) -> Scores:
-    """One message's verdict inputs: its most worrying piece."""
+def summarize(probs: np.ndarray, parts: list[Part], gate: float | None = None) -> Scores:
+    """One message's verdict inputs: its most worrying piece.
+
+    Clauses are read so that one dangerous thought inside a long sentence is not diluted by the
+    rest. A condition read alone is heard as danger, though: "If my mom dies" scored P(crisis)
+    0.98 inside "If my mom dies, how many paid days off do I get?", which as a whole scores
+    0.04, and a grieving member got the crisis response instead of the answer. So with ``gate``
+    (the head's concern threshold) a condition raises the crisis score only where its sentence
+    reads as distress: "If I kill myself, will my family get my pension?" does (0.47), and its
+    condition still decides. Elsewhere it still counts as distress, so such a message is
+    answered with the resources line under it. Only conditions: gating every clause lost
+    "The suicidal thoughts are getting more and more frequent" (README, "Crisis screen")."""
     if not parts:
         return Scores(0.0, 0.0, "")
-    worst = int(np.argmax(probs[:, 2]))
-    return Scores(float(probs[worst, 2]), float((probs[:, 1] + probs[:, 2]).max()), parts[worst])
+    distress = probs[:, 1] + probs[:, 2]
+    crisis = [i for i, p in enumerate(parts)
+              if gate is None or not p.within or max(distress[j] for j in p.within) >= gate]
+    worst = max(crisis, key=lambda i: probs[i, 2])
+    return Scores(float(probs[worst, 2]), float(distress.max()), parts[worst].text)

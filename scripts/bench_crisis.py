@@ -155,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         rules = [(v.kind if (v := check(t)) else None) for t in texts]
         split = [pieces(t, SCAN_CHARS) for t in texts]
-        vectors = cache.vectors(embedder, [p for parts in split for p in parts])
+        vectors = cache.vectors(embedder, [p.text for parts in split for p in parts])
         row = {"group": group, "set": name, "n": len(texts),
                "rules": _rates(["crisis" if k == "crisis" else "none" for k in rules])}
         for i, head in enumerate(heads):
             probs, at, kinds = head.probabilities(vectors), 0, []
             for rule, parts in zip(rules, split):
                 kinds.append(combine(rule if rule == "crisis" else None,
-                                     head.decide(summarize(probs[at:at + len(parts)], parts))))
+                                     head.decide(summarize(probs[at:at + len(parts)], parts, head.concern_threshold))))
                 at += len(parts)
             row[f"rules+{head.meta['kind']}" + (f"#{i}" if i else "")] = _rates(kinds)
         row["seconds"] = round(time.perf_counter() - started, 1)

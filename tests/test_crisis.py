@@ -99,6 +99,21 @@ def test_figures_of_speech_and_document_questions_are_not_flagged(pipeline, mess
     assert answer.kind in ("answer", "not_found") and answer.notice == ""
 
 
+def test_a_death_as_a_condition_of_a_benefits_question_is_answered_not_screened(pipeline):
+    from rag.safety import check
+
+    for question in ("If my mom dies, how many paid days off do I get?",
+                     "If my husband dies, do I keep his health insurance?"):
+        assert check(question) is None  # the rules never matched: this is the detector's call
+        answer = pipeline.ask(question)
+        assert answer.kind in ("answer", "not_found") and answer.retrieved  # looked up, not turned away
+        assert "988" in answer.notice  # a death is still heard: the resources line shows
+    # The condition alone ("If my mom dies") scores P(crisis) 0.98; read with its calm question it
+    # may not raise the crisis score. A condition that reads as danger with its sentence still does:
+    for message in ("If I don't wake up tomorrow, at least the pain stops.", "If I die tonight, nobody will care."):
+        assert check(message) is None and pipeline.ask(message).kind == "crisis"
+
+
 def test_a_crisis_sentence_inside_3000_characters_of_venting_is_caught(pipeline):
     before = VENTING * 6
     message = before + "Honestly I've saved up the pills and tonight I'm taking every one of them. " + VENTING * 4
@@ -113,13 +128,13 @@ def test_a_crisis_sentence_inside_3000_characters_of_venting_is_caught(pipeline)
 def test_the_scan_is_bounded():
     huge = "word " * 2_000_000 + "\n".join(["short sentence."] * 100_000)
     parts = pieces(huge, SCAN_CHARS)
-    assert len(parts) <= MAX_PIECES and sum(len(p) for p in parts) <= 3 * SCAN_CHARS
+    assert len(parts) <= MAX_PIECES and sum(len(p.text) for p in parts) <= 3 * SCAN_CHARS
 
 
 def test_long_unpunctuated_text_is_read_in_windows():
     words = " ".join(["blah"] * 300)
     parts = pieces(words + " i want to end my life " + words, SCAN_CHARS)
-    assert len(parts) > 5 and any("end my life" in p for p in parts)
+    assert len(parts) > 5 and any("end my life" in p.text for p in parts)
 
 
 def test_feedback_never_stores_crisis_text_whatever_kind_the_client_claims(corpus_settings, pipeline, tmp_path):
