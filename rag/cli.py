@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _ingest(args, settings: Settings) -> int:
-    from .ingest import ingest
+    from .ingest.run import ingest
 
     folders = args.corpus or [settings.corpus_dir]
     report = ingest(folders, settings)
@@ -120,7 +120,7 @@ def _ingest(args, settings: Settings) -> int:
 
 
 def _ask(args, settings: Settings) -> int:
-    from .dates import display
+    from .ingest.dates import display
     from .pipeline import Pipeline
 
     if args.top_k is not None and args.top_k <= 0:
@@ -147,13 +147,13 @@ def _ask(args, settings: Settings) -> int:
 
 
 def _eval(args, settings: Settings) -> int:
-    from .evaluation import run_cli
+    from .evaluate.evaluation import run_cli
 
     return run_cli(args, settings)
 
 
 def _bench(args, settings: Settings) -> int:
-    from .benchmark import format_table, run_benchmark
+    from .evaluate.benchmark import format_table, run_benchmark
 
     result = run_benchmark(args.dataset, settings, limit=args.limit)
     print(json.dumps(result.to_json(), indent=2) if args.json else format_table(result))
@@ -161,13 +161,13 @@ def _bench(args, settings: Settings) -> int:
 
 
 def _bench_scale(args, settings: Settings) -> int:
-    from .bench_scale import main as bench_scale
+    from .evaluate.bench_scale import main as bench_scale
 
     return bench_scale(args, settings)
 
 
 def _serve(args, settings: Settings) -> int:
-    from .server import serve
+    from .serve.server import serve
 
     serve(replace(settings, **{k: v for k, v in (("host", args.host), ("port", args.port),
                                                  ("workers", args.workers)) if v is not None}))
@@ -177,7 +177,7 @@ def _serve(args, settings: Settings) -> int:
 def _train_reader(args, settings: Settings) -> int:
     import time
 
-    from .training import calibrate_reader, calibrate_tower, default_squad, train_reader, train_tower
+    from .answer.training import calibrate_reader, calibrate_tower, default_squad, train_reader, train_tower
 
     for flag, value in (("--pairs", args.pairs), ("--questions", args.questions), ("--epochs", args.epochs),
                         ("--calibration-questions", args.calibration_questions)):
@@ -210,7 +210,7 @@ def _train_reader(args, settings: Settings) -> int:
 
 
 def _feedback(args, settings: Settings) -> int:
-    from .feedback import print_report
+    from .serve.feedback import print_report
 
     print_report(settings, limit=args.limit, as_json=args.json)
     return 0

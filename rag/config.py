@@ -33,7 +33,7 @@ def gradio_cache_dir(settings: "Settings") -> Path:
     return folder
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")  # RAG_PRECISION (rag.embedding.resolve_precision)
+PRECISIONS = ("auto", "float32", "bfloat16")  # RAG_PRECISION (rag.ingest.embedding.resolve_precision)
 
 
 def check_precision(precision: str) -> str:
@@ -89,14 +89,14 @@ class Settings:
     # chunks get up to this much added to their fused retrieval score (0 turns it off);
     # measured on the dev half of eval/seiu503.jsonl (see README).
     recency_boost: float = 0.15
-    # The trained reader (rag/reader.py): "none" (the default) keeps the cosine + coverage
+    # The trained reader (rag/answer/reader.py): "none" (the default) keeps the cosine + coverage
     # heuristic, which no reader trained here has beaten on held-out data yet (README, "The
     # reader"); "shipped" is models/reader/, where `rag train-reader` writes; or any folder
     # holding a trained reader.
     reader_model: str = "none"
     reader_candidates: int = 10  # sentences the first stage hands the reader per question
     # Read a question word that neither the documents nor English know as the document
-    # word one edit away ("sick leve" -> "sick leave"; rag/spelling.py). Answers say what
+    # word one edit away ("sick leve" -> "sick leave"; rag/answer/spelling.py). Answers say what
     # was read. Measured on the eval sets' typo questions (README, "Typos").
     spelling: bool = True
     max_question_chars: int = 2000

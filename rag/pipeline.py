@@ -10,20 +10,20 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 
-from . import index as index_store
-from .answering import HEURISTIC_MIN_SCORE, NOT_FOUND, Answerer, compose, related
+from .answer.answering import HEURISTIC_MIN_SCORE, NOT_FOUND, Answerer, compose, related
+from .answer.conversation import standalone
+from .answer.crisis import CrisisDetector, CrisisHead
+from .answer.reader import QuestionTower, Reader, load_reader
+from .answer.retrieval import Retriever
+from .answer.safety import SENSITIVE, screen
+from .answer.spelling import Spelling
+from .answer.updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 from .config import Settings
-from .conversation import standalone
-from .embedding import Embedder, load_embedder
 from .errors import IndexCorruptError, InvalidQuestionError, ReaderNotFoundError
-from .index import Index
-from .reader import QuestionTower, Reader, load_reader
-from .retrieval import Retriever
-from .crisis import CrisisDetector, CrisisHead
-from .safety import SENSITIVE, screen
-from .spelling import Spelling
+from .ingest import index as index_store
+from .ingest.embedding import Embedder, load_embedder
+from .ingest.index import Index
 from .types import Answer, cited_text
-from .updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -190,7 +190,7 @@ class Pipeline:
 def _generator(settings: Settings, embedder: Embedder):
     if not settings.llm_url:
         return None
-    from .generation import Generator
+    from .answer.generation import Generator
 
     return Generator(settings, embedder)
 

@@ -46,7 +46,7 @@ class Document:
 
     def section_at(self, offset: int) -> str:
         """The heading path over offset, e.g. "Article 36 Sick Leave > Section 2"; "" when none."""
-        from .structure import section_path
+        from .ingest.structure import section_path
 
         return section_path(self.headings, offset)
 
@@ -112,7 +112,7 @@ def cited_text(pieces: tuple[Piece, ...]) -> str:
 
 @dataclass(frozen=True)
 class Fix:
-    """A word of the question read as a document word (rag.spelling): question[start:end] == typed."""
+    """A word of the question read as a document word (rag.answer.spelling): question[start:end] == typed."""
 
     start: int
     end: int
@@ -154,7 +154,7 @@ class Answer:
     contact: Contact | None = None  # shown under a refusal: someone who may know
     mode: str = "extractive"  # "generated" when a language model wrote it and every sentence was verified
     dropped: int = 0  # generated sentences left out because no cited passage supports them
-    corrected: tuple[Fix, ...] = ()  # words of the question read as document words (rag.spelling)
+    corrected: tuple[Fix, ...] = ()  # words of the question read as document words (rag.answer.spelling)
 
     @property
     def latency_ms(self) -> float:

@@ -39,9 +39,9 @@ def topped_up_index(source, size: int, seed: int = 0):
     """An Index of ``size`` rows: the real ones, then perturbed copies (see the module docstring)."""
     import bm25s
 
-    from rag.bench_scale import NOISE
-    from rag.index import Index, SentenceTable, build_dense, dense_spec
-    from rag.lexical import LexicalIndex, tokenize
+    from rag.evaluate.bench_scale import NOISE
+    from rag.ingest.index import Index, SentenceTable, build_dense, dense_spec
+    from rag.ingest.lexical import LexicalIndex, tokenize
 
     n = len(source.chunks)
     if size < n:
@@ -86,9 +86,9 @@ def main() -> int:
     ap.add_argument("--questions", type=Path, default=ROOT / "eval" / "seiu503.jsonl")
     ap.add_argument("--work", type=Path, help="where the big index is written (default: a temporary folder)")
     args = ap.parse_args()
-    from rag import index as index_store
-    from rag.bench_scale import peak_rss_mb
-    from rag.evaluation import load_questions
+    from rag.ingest import index as index_store
+    from rag.evaluate.bench_scale import peak_rss_mb
+    from rag.evaluate.evaluation import load_questions
     from rag.pipeline import Pipeline
 
     source = index_store.load(args.from_index)

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 csv.field_size_limit(10**8)
 
 from rag.config import offline_environment  # noqa: E402
-from rag.crisis import CrisisHead, pieces, summarize  # noqa: E402
-from rag.safety import SCAN_CHARS, check, combine  # noqa: E402
+from rag.answer.crisis import CrisisHead, pieces, summarize  # noqa: E402
+from rag.answer.safety import SCAN_CHARS, check, combine  # noqa: E402
 from train_crisis import HARD_WORDS, SQUAD, _shared, held_out  # noqa: E402
 
 CRISIS = _shared() / "datasets" / "crisis"
@@ -119,7 +119,7 @@ class VectorCache:
                 self.known = dict(zip(data["texts"].tolist(), data["vectors"]))
 
     def vectors(self, embedder, texts: list[str]) -> np.ndarray:
-        from rag.embedding import embed_all
+        from rag.ingest.embedding import embed_all
 
         missing = [t for t in dict.fromkeys(texts) if t not in self.known]
         if missing:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()
-    from rag.embedding import load_embedder
+    from rag.ingest.embedding import load_embedder
 
     heads = [CrisisHead(p) for p in [DEFAULT_HEAD, *(args.head or [])]]
     embedder, cache = load_embedder(), VectorCache(args.cache)

@@ -17,11 +17,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rag import index as index_store
-from rag.bench_scale import shared_dir
+from rag.ingest import index as index_store
+from rag.evaluate.bench_scale import shared_dir
 from rag.config import ROOT, Settings, offline_environment
-from rag.embedding import load_embedder
-from rag.ingest import build, embedding_text, ingest
+from rag.ingest.embedding import load_embedder
+from rag.ingest.run import build, embedding_text, ingest
 from rag.pipeline import Pipeline
 from rag.types import Document
 

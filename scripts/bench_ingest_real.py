@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rag.chunking import chunk_document
+from rag.ingest.chunking import chunk_document
 from rag.config import ROOT, Settings, offline_environment
-from rag.embedding import tiktoken_counter
-from rag.ingest import ingest
-from rag.loaders import Loaded, walk_corpus
+from rag.ingest.embedding import tiktoken_counter
+from rag.ingest.run import ingest
+from rag.ingest.loaders import Loaded, walk_corpus
 
 SHARED = ROOT.parent / "shared" / "corpora"
 SETS = {

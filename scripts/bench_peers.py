@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.bench_scale import shared_dir  # noqa: E402
+from rag.evaluate.bench_scale import shared_dir  # noqa: E402
 
 PEERS = ROOT / ".cache" / "peers"
 DEPTH = 300  # chunks per query, as `rag bench-retrieval` asks: enough for 100 distinct documents
@@ -126,11 +126,11 @@ report(ingest_s, rankings, times)
     "strike-qa": '''
 import hashlib, tempfile
 from pathlib import Path
-from rag import index as index_store
+from rag.ingest import index as index_store
 from rag.config import Settings
-from rag.embedding import load_embedder
-from rag.ingest import build
-from rag.retrieval import Retriever
+from rag.ingest.embedding import load_embedder
+from rag.ingest.run import build
+from rag.answer.retrieval import Retriever
 from rag.types import Document
 
 settings = Settings.from_env(index_dir=Path(tempfile.mkdtemp(prefix="peers-strike-qa-")))  # RAG_PRECISION applies
@@ -184,7 +184,7 @@ def _version(package: str) -> str | None:
 def _label(name: str, python: Path) -> str:
     if name == "strike-qa":
         from rag.config import Settings
-        from rag.embedding import resolve_precision
+        from rag.ingest.embedding import resolve_precision
 
         return f"strike-qa (hybrid, {resolve_precision(Settings.from_env().precision)})"
     package = {"langchain": "langchain-community", "llamaindex": "llama-index-core"}[name]
@@ -207,9 +207,9 @@ def run_system(name: str, python: Path, task_file: Path) -> dict:
 
 
 def main() -> None:
-    from rag.benchmark import _restrict, load_beir, ndcg_at, recall_at
+    from rag.evaluate.benchmark import _restrict, load_beir, ndcg_at, recall_at
     from rag.config import offline_environment
-    from rag.embedding import resolve_model
+    from rag.ingest.embedding import resolve_model
 
     offline_environment()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,14 +2,14 @@
 
     python scripts/bench_reader.py [--model models/reader] [--calibrate reader+features] [--final]
 
-- held-out SQuAD 2.0 articles (rag.training.split_of): answer-sentence accuracy and
+- held-out SQuAD 2.0 articles (rag.answer.training.split_of): answer-sentence accuracy and
   no-answer precision/recall, each question's own paragraph as the candidates;
 - WikiQA test: MAP and MRR over the 243 questions with an answer sentence (the reader
   ranks every candidate sentence, as the benchmark asks);
 - the strike eval set (eval/questions.jsonl) and the seiu503 set, through the real
   pipeline: answer accuracy, refusal recall/precision, `rag ask` latency p50/p95.
 
-Held-out SQuAD questions are halved (rag.training.half_of): ``--calibrate`` fits the
+Held-out SQuAD questions are halved (rag.answer.training.half_of): ``--calibrate`` fits the
 reader's calibration on the "calib" half only and writes it into the model's
 reader.json; every SQuAD figure printed is on the "test" half. The eval sets'
 ``split: dev`` halves are where min_answer_score is chosen (the grid is printed).
@@ -30,11 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.answering import TYPE_MISMATCH, first_stage_features  # noqa: E402
-from rag.sentences import idf_table  # noqa: E402
+from rag.answer.answering import TYPE_MISMATCH, first_stage_features  # noqa: E402
+from rag.ingest.sentences import idf_table  # noqa: E402
 from rag.config import Settings, offline_environment  # noqa: E402
-from rag.reader import QuestionTower, Reader, candidate_text, load_reader  # noqa: E402
-from rag.training import (QAItem, article_idf, default_squad, group_by_article, half_of, load_squad,  # noqa: E402
+from rag.answer.reader import QuestionTower, Reader, candidate_text, load_reader  # noqa: E402
+from rag.answer.training import (QAItem, article_idf, default_squad, group_by_article, half_of, load_squad,  # noqa: E402
                           shared_data, split_of)
 
 SQUAD = default_squad()
@@ -167,7 +167,7 @@ def best_threshold(records: list[dict], best: list[tuple[int, float]]) -> float:
 # ── WikiQA ───────────────────────────────────────────────────────────────────
 
 def heuristic(cos: np.ndarray, cov: np.ndarray, typed: np.ndarray) -> np.ndarray:
-    """The old answerer's score (rag.answering.Answerer.rank without a reader)."""
+    """The old answerer's score (rag.answer.answering.Answerer.rank without a reader)."""
     mixed = 0.6 * cos + 0.4 * cov
     return np.where(typed, mixed, mixed * TYPE_MISMATCH)
 
@@ -225,8 +225,8 @@ def wikiqa(scorer: Scorer, cal: dict) -> dict:
 # ── eval sets through the real pipeline ──────────────────────────────────────
 
 def eval_set(eval_file: Path, index_dir: Path, embedder, reader, min_score: float, split: str | None):
-    from rag.evaluation import load_questions, run_eval
-    from rag.metrics import compute_metrics
+    from rag.evaluate.evaluation import load_questions, run_eval
+    from rag.evaluate.metrics import compute_metrics
     from rag.pipeline import Pipeline
 
     raw = {json.loads(l)["id"]: json.loads(l) for l in eval_file.read_text(encoding="utf-8").splitlines() if l.strip()}
@@ -254,7 +254,7 @@ def eval_set(eval_file: Path, index_dir: Path, embedder, reader, min_score: floa
 
 def threshold_grid(items, results, best) -> list[tuple[float, float, float, float]]:
     """(t, answer accuracy, refusal recall, refusal precision) as if refusing below t."""
-    from rag.metrics import normalize
+    from rag.evaluate.metrics import normalize
 
     rows = []
     by_id = {r["id"]: r for r in results}
@@ -303,9 +303,9 @@ def squad_section(scorer: Scorer, reader: Reader, read_top: int, args) -> dict:
 
 def tower_squad_section(tower, scorer: Scorer) -> None:
     """Held-out SQuAD for the question tower: each question's paragraph plus 4 sentences of
-    other paragraphs of its article (rag.training.tower_candidates), the heuristic scored
+    other paragraphs of its article (rag.answer.training.tower_candidates), the heuristic scored
     on the very same candidates; thresholds chosen on the calib half, figures on the test half."""
-    from rag.training import tower_records
+    from rag.answer.training import tower_records
 
     t0 = time.perf_counter()
     items = load_squad(SQUAD)
@@ -372,7 +372,7 @@ def main() -> int:
                     help="also score the held-out halves and list their questions still wrong (the closing run only)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["squad", "wikiqa", "strike", "seiu"])
     args = ap.parse_args()
-    from rag.embedding import load_embedder
+    from rag.ingest.embedding import load_embedder
 
     for needed in (SQUAD, WIKIQA):
         if not needed.exists():
@@ -390,7 +390,7 @@ def main() -> int:
         else:
             cal = squad_section(scorer, reader, read_top, args)
     if args.calibrate and not tower:
-        from rag.reader import save_calibration
+        from rag.answer.reader import save_calibration
 
         feats, w, b = cal[args.calibrate]
         save_calibration(args.model, feats, list(w), b,
@@ -409,7 +409,7 @@ def main() -> int:
             print(f"{system:<18} MAP {m['MAP']:.3f}  MRR {m['MRR']:.3f}")
 
     if args.threshold is not None:
-        from rag.reader import save_threshold
+        from rag.answer.reader import save_threshold
 
         save_threshold(args.model, args.threshold, "the dev halves of eval/questions.jsonl and eval/seiu503.jsonl "
                                                    "(scripts/bench_reader.py threshold grid)")
@@ -419,7 +419,7 @@ def main() -> int:
     sets = []
     if "strike" not in args.skip:
         if not (args.strike_index / "CURRENT").exists():
-            from rag.ingest import ingest
+            from rag.ingest.run import ingest
             ingest([ROOT / "corpus"], Settings(index_dir=args.strike_index), embedder_factory=lambda: embedder,
                    progress=False)
         sets.append(("strike", ROOT / "eval" / "questions.jsonl", args.strike_index))
@@ -466,7 +466,7 @@ def _raw(path: Path) -> dict[str, str]:
 
 
 def _split_metrics(items, results, ids):
-    from rag.metrics import answer_is_correct
+    from rag.evaluate.metrics import answer_is_correct
 
     by_id = {r["id"]: r for r in results}
     sel = [it for it in items if it.id in ids]

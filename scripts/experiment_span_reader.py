@@ -8,7 +8,7 @@ script reproduces its figures:
     python scripts/experiment_span_reader.py dev OUT [K]          # eval sets' dev halves, top K chunks
 
 The bundled MiniLM with a start/end head over "[CLS] question [SEP] paragraph [SEP]" (256
-tokens, 96-token stride), trained on the train articles of rag.training.split_of (seed 13, batch
+tokens, 96-token stride), trained on the train articles of rag.answer.training.split_of (seed 13, batch
 16, lr 5e-5, 10% warm-up then linear decay, bfloat16 autocast on AMX). No answer is the [CLS]
 span, as in BERT's SQuAD 2.0 recipe; the answer sentence is the one holding the best span's
 start, and its margin over [CLS] decides refusal.
@@ -28,9 +28,9 @@ from transformers import AutoModel, AutoTokenizer
 from rag.config import offline_environment
 
 offline_environment()
-from rag.embedding import resolve_model
-from rag.training import split_of, half_of, default_squad
-from rag.chunking import split_sentences
+from rag.ingest.embedding import resolve_model
+from rag.answer.training import split_of, half_of, default_squad
+from rag.ingest.chunking import split_sentences
 
 MAXLEN, STRIDE = 256, 96
 
@@ -173,7 +173,7 @@ def _norm(s):
 def dev(out, k=3, split="dev"):
     """Through the real retrieval: read the top k chunks, answer with the sentence holding the best span."""
     from rag.config import Settings
-    from rag.conversation import standalone
+    from rag.answer.conversation import standalone
     from rag.pipeline import Pipeline
 
     root = Path(__file__).resolve().parent.parent
@@ -215,6 +215,8 @@ def dev(out, k=3, split="dev"):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("train", "squad", "dev"):
+        sys.exit(__doc__)
     cmd, out = sys.argv[1], sys.argv[2]
     if cmd == "train":
         train(out, epochs=int(sys.argv[3]) if len(sys.argv) > 3 else 2)

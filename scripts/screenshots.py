@@ -44,7 +44,7 @@ def main() -> int:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from rag.server import create_app
+    from rag.serve.server import create_app
 
     DOCS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

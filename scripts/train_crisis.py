@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rag.config import offline_environment  # noqa: E402
-from rag.crisis import FORMAT, LABELS  # noqa: E402
+from rag.answer.crisis import FORMAT, LABELS  # noqa: E402
 
 SEED = 13
 WRITTEN = ROOT / "training" / "crisis" / "written.jsonl"
@@ -173,14 +173,14 @@ def report(probs: np.ndarray, y: np.ndarray, questions: np.ndarray, t_crisis: fl
 
 
 def layers(head) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The fitted head as (weights, bias) layers the numpy runtime in rag/crisis.py reads."""
+    """The fitted head as (weights, bias) layers the numpy runtime in rag/answer/crisis.py reads."""
     if hasattr(head, "coefs_"):
         return [(w.astype(np.float32), b.astype(np.float32)) for w, b in zip(head.coefs_, head.intercepts_)]
     return [(head.coef_.T.astype(np.float32), head.intercept_.astype(np.float32))]
 
 
 def cached_vectors(embedder, texts: list[str], path: Path) -> np.ndarray:
-    from rag.embedding import embed_all
+    from rag.ingest.embedding import embed_all
 
     known: dict[str, np.ndarray] = {}
     if path.exists():
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", choices=["auto", "logreg", "mlp"], default="auto")
     args = parser.parse_args(argv)
     offline_environment()
-    from rag.embedding import embed_all, load_embedder
+    from rag.ingest.embedding import embed_all, load_embedder
 
     started = time.perf_counter()
     rng = random.Random(SEED)

@@ -25,7 +25,7 @@ offline_environment()
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.embedding import load_embedder
+    from rag.ingest.embedding import load_embedder
 
     return load_embedder()
 
@@ -33,7 +33,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def corpus_settings(tmp_path_factory, embedder) -> Settings:
     """Settings whose index holds the shipped corpus, built once into a temporary folder."""
-    from rag.ingest import ingest
+    from rag.ingest.run import ingest
 
     base = tmp_path_factory.mktemp("strike-qa")
     settings = Settings(corpus_dir=CORPUS, index_dir=base / "index", data_dir=base / "data")
@@ -52,7 +52,7 @@ class LiveServer:
     """An ASGI app served by uvicorn on a free loopback port, in a thread of this process."""
 
     def __init__(self, app, **options):
-        """``options``: uvicorn settings, e.g. ``rag.server.uvicorn_options(settings)``."""
+        """``options``: uvicorn settings, e.g. ``rag.serve.server.uvicorn_options(settings)``."""
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -131,7 +131,7 @@ def serve_app():
 @pytest.fixture(scope="session")
 def live_server(corpus_settings, pipeline, union_site):
     """The whole app (chat, API, widget) on a loopback port; the union site may embed it."""
-    from rag.server import create_app
+    from rag.serve.server import create_app
 
     # A generous limit: every test here asks from 127.0.0.1; the limit has tests of its own.
     settings = replace(corpus_settings, allowed_origins=(union_site.url,), rate_limit_per_minute=1000)

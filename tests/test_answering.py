@@ -7,7 +7,7 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import IndexNotFoundError, InvalidQuestionError
-from rag.ingest import ingest
+from rag.ingest.run import ingest
 from rag.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,21 +154,21 @@ def test_cli_reports_unreadable_index(tmp_path, capsys):
 
 def test_a_question_splits_no_document_text(pipeline, monkeypatch):
     """Sentence spans and the sentence before each candidate come from the table stored at ingest."""
-    import rag.chunking
-    import rag.sentences
+    import rag.ingest.chunking
+    import rag.ingest.sentences
 
     def refuse(*args, **kwargs):
         raise AssertionError("document text was split at question time")
 
-    monkeypatch.setattr(rag.chunking, "split_sentences", refuse)
-    monkeypatch.setattr(rag.sentences, "split_sentences", refuse)
+    monkeypatch.setattr(rag.ingest.chunking, "split_sentences", refuse)
+    monkeypatch.setattr(rag.ingest.sentences, "split_sentences", refuse)
     answer = pipeline.ask("Who said Kaiser management wants therapists to be cogs in a machine?")
     assert "Shay Loftus" in answer.text  # the quote was still widened to the sentence naming its speaker
     assert_verbatim(answer, pipeline)
 
 
 def test_candidates_carry_the_sentence_before_them_from_the_index(pipeline):
-    from rag.answering import _candidates
+    from rag.answer.answering import _candidates
     from rag.types import Hit
 
     index = pipeline.index

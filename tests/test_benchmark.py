@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rag.benchmark import doc_ranking, format_table, ndcg_at, recall_at, run_benchmark, split_of
+from rag.evaluate.benchmark import doc_ranking, format_table, ndcg_at, recall_at, run_benchmark, split_of
 from rag.config import Settings
 from rag.errors import RagError
 
@@ -122,13 +122,13 @@ def test_bad_input_says_what_to_do(tmp_path, dataset, settings):
 
 
 def test_python_m_rag_benchmark_is_the_cli_command(dataset, tmp_path, capsys, monkeypatch):
-    """One argument parser: `python -m rag.benchmark` runs `rag bench-retrieval`."""
+    """One argument parser: `python -m rag.evaluate.benchmark` runs `rag bench-retrieval`."""
     import runpy
     import sys
 
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(sys, "argv", ["rag.benchmark", str(dataset), "--limit", "0"])
-    monkeypatch.delitem(sys.modules, "rag.benchmark")  # run it fresh, as `python -m` would
+    monkeypatch.setattr(sys, "argv", ["rag.evaluate.benchmark", str(dataset), "--limit", "0"])
+    monkeypatch.delitem(sys.modules, "rag.evaluate.benchmark")  # run it fresh, as `python -m` would
     with pytest.raises(SystemExit) as exit:
-        runpy.run_module("rag.benchmark", run_name="__main__")
+        runpy.run_module("rag.evaluate.benchmark", run_name="__main__")
     assert exit.value.code == 2 and "error: limit must be > 0" in capsys.readouterr().err

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from rag.feedback import open_store
-from rag.server import create_app
+from rag.serve.feedback import open_store
+from rag.serve.server import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_document, split_sentences
-from rag.embedding import load_embedder, tiktoken_counter
-from rag.loaders import load_file
+from rag.ingest.chunking import chunk_document, split_sentences
+from rag.ingest.embedding import load_embedder, tiktoken_counter
+from rag.ingest.loaders import load_file
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 

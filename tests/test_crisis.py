@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.crisis import MAX_PIECES, CrisisHead, language, pieces
+from rag.answer.crisis import MAX_PIECES, CrisisHead, language, pieces
 from rag.errors import CrisisModelError
 from rag.pipeline import Pipeline
-from rag.safety import SCAN_CHARS, check
-from rag.server import create_app
-from rag.ui import answer_markdown
+from rag.answer.safety import SCAN_CHARS, check
+from rag.serve.server import create_app
+from rag.serve.ui import answer_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE = [  # from the issue: both got "The strike documents don't say."
@@ -100,7 +100,7 @@ def test_figures_of_speech_and_document_questions_are_not_flagged(pipeline, mess
 
 
 def test_a_death_as_a_condition_of_a_benefits_question_is_answered_not_screened(pipeline):
-    from rag.safety import check
+    from rag.answer.safety import check
 
     for question in ("If my mom dies, how many paid days off do I get?",
                      "If my husband dies, do I keep his health insurance?"):
@@ -147,7 +147,7 @@ def test_feedback_never_stores_crisis_text_whatever_kind_the_client_claims(corpu
     ):
         answer_id = client.post("/api/ask", json={"question": "Has a strike date been set?"}).json()["answer_id"]
         assert client.post("/api/feedback", json={**body, "answer_id": answer_id}).status_code == 200
-    from rag.feedback import open_store
+    from rag.serve.feedback import open_store
 
     stored = open_store(settings).ratings(limit=10)
     assert [r.kind for r in stored] == ["concern", "crisis", "crisis"]
@@ -164,7 +164,7 @@ def test_a_document_question_rating_is_still_stored(corpus_settings, pipeline, t
     body = {"liked": True, "question": "Has a strike date been set?", "answer": "No. [1]", "kind": "answer",
             "answer_id": answer_id}
     assert client.post("/api/feedback", json=body).status_code == 200
-    from rag.feedback import open_store
+    from rag.serve.feedback import open_store
 
     assert open_store(replace(corpus_settings, data_dir=tmp_path)).ratings()[0].question == body["question"]
 

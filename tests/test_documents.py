@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rag import dates
-from rag.chunking import chunk_document
+from rag.ingest import dates
+from rag.ingest.chunking import chunk_document
 from rag.config import Settings
-from rag.embedding import tiktoken_counter
-from rag.ingest import ingest
-from rag.loaders import Loaded, Skipped, load_file, walk_corpus
-from rag.pdftext import rebuild
-from rag.structure import text_headings
-from rag.updates import figures, is_about_present
+from rag.ingest.embedding import tiktoken_counter
+from rag.ingest.run import ingest
+from rag.ingest.loaders import Loaded, Skipped, load_file, walk_corpus
+from rag.ingest.pdftext import rebuild
+from rag.ingest.structure import text_headings
+from rag.answer.updates import figures, is_about_present
 from tests.pdfs import text_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ def test_citations_carry_section_and_date_in_json(pipeline):
 
 def test_several_folders_are_served_end_to_end(tmp_path, embedder):
     from rag.pipeline import Pipeline
-    from rag.server import create_app
+    from rag.serve.server import create_app
 
     first, second = tmp_path / "union-a", tmp_path / "union-b"
     first.mkdir(), second.mkdir()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
-from rag.evaluation import (EvalFileError, EvalItem, Gate, ThresholdsError, check_sources, check_thresholds,
+from rag.evaluate.evaluation import (EvalFileError, EvalItem, Gate, ThresholdsError, check_sources, check_thresholds,
                             compute_metrics, load_thresholds, parse_questions, run_eval, write_report)
-from rag.report import format_table
+from rag.evaluate.report import format_table
 
 GOLDEN = Path(__file__).parent / "golden" / "result_schema.json"
 

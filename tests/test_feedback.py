@@ -13,7 +13,7 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import InvalidFeedbackError
-from rag.feedback import MAX_CITATIONS, MAX_QUOTE_CHARS, FeedbackStore, open_store, print_report
+from rag.serve.feedback import MAX_CITATIONS, MAX_QUOTE_CHARS, FeedbackStore, open_store, print_report
 from rag.types import Answer, Citation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def test_parallel_processes_lose_no_record(tmp_path):
     db = tmp_path / "feedback.sqlite"
     code = textwrap.dedent(f"""
         import sys
-        from rag.feedback import FeedbackStore
+        from rag.serve.feedback import FeedbackStore
         store = FeedbackStore({str(db)!r})
         for i in range(50):
             store.record_rating(False, f"p{{sys.argv[1]}}-{{i}}", "a", [])

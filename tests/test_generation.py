@@ -20,10 +20,10 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from rag.generation import Sentence, build_messages
+from rag.answer.generation import Sentence, build_messages
 from rag.pipeline import Pipeline
 from rag.types import Answer, Chunk
-from rag.verification import ClaimStream, parse_claims
+from rag.answer.verification import ClaimStream, parse_claims
 
 from conftest import CORPUS
 
@@ -165,7 +165,7 @@ def test_a_model_that_finds_nothing_gives_the_extractive_answer(llm_pipeline, pi
 ])
 def test_failures_fall_back_to_the_extractive_answer(llm_pipeline, pipeline, script, caplog, mode, logged):
     script.mode, script.reply = mode, true_and_fabricated
-    with caplog.at_level(logging.WARNING, logger="rag.generation"):
+    with caplog.at_level(logging.WARNING, logger="rag.answer.generation"):
         answer = llm_pipeline.ask(QUESTION)
     assert answer.mode == "extractive" and answer.kind == "answer"
     assert answer.text == pipeline.ask(QUESTION).text
@@ -179,7 +179,7 @@ def test_a_model_that_is_down_gives_the_extractive_answer(corpus_settings, embed
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/")
     down = Pipeline(replace(corpus_settings, llm_url=f"http://127.0.0.1:{port}/v1"), embedder=embedder)
-    with caplog.at_level(logging.WARNING, logger="rag.generation"):
+    with caplog.at_level(logging.WARNING, logger="rag.answer.generation"):
         answer = down.ask(QUESTION)
     assert answer.mode == "extractive" and answer.text == pipeline.ask(QUESTION).text
     assert "unreachable" in caplog.text
@@ -227,7 +227,7 @@ def test_the_prompt_keeps_document_text_in_the_data_role():
 @pytest.fixture(scope="module")
 def hostile_pipeline(tmp_path_factory, embedder, model_server):
     from rag.config import Settings
-    from rag.ingest import ingest
+    from rag.ingest.run import ingest
 
     base = tmp_path_factory.mktemp("hostile")
     corpus = base / "corpus"
@@ -278,7 +278,7 @@ def test_a_streamed_sentence_waits_for_its_trailing_marker():
 
 
 def test_the_api_streams_verified_sentences_then_the_answer(llm_pipeline, corpus_settings, serve_app, script):
-    from rag.server import create_app
+    from rag.serve.server import create_app
 
     script.reply = true_and_fabricated
     settings = replace(llm_pipeline.settings, rate_limit_per_minute=1000)
@@ -298,7 +298,7 @@ def test_the_api_streams_verified_sentences_then_the_answer(llm_pipeline, corpus
 
 def test_the_claim_check_keeps_true_claims_and_drops_fabrications(pipeline):
     from rag.config import ROOT
-    from rag.verification import Claim, Verifier, confusion, labelled_claims, passage_for
+    from rag.answer.verification import Claim, Verifier, confusion, labelled_claims, passage_for
 
     index = pipeline.index
     verifier = Verifier(pipeline.embedder)

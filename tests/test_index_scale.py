@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from rag import index as index_store
+from rag.ingest import index as index_store
 from rag.config import Settings
-from rag.ingest import ingest
+from rag.ingest.run import ingest
 from rag.pipeline import Pipeline
 
 from tests.conftest import CORPUS

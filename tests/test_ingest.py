@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rag import index as index_store
+from rag.ingest import index as index_store
 from rag.config import Settings
-from rag.embedding import load_embedder
+from rag.ingest.embedding import load_embedder
 from rag.errors import IndexCorruptError
-from rag.ingest import ingest
-from rag.retrieval import Retriever
+from rag.ingest.run import ingest
+from rag.answer.retrieval import Retriever
 from tests.pdfs import encrypted_pdf, imageonly_pdf, text_pdf, truncated_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +88,8 @@ def test_sentences_are_stored_at_ingest_and_reused(tmp_path, corpus):
     """The answerer's sentences, their vectors and the idf table come from the index, built once."""
     import numpy as np
 
-    from rag.answering import Answerer
-    from rag.sentences import chunk_sentence_spans
+    from rag.answer.answering import Answerer
+    from rag.ingest.sentences import chunk_sentence_spans
     from rag.types import Hit
 
     settings, model = settings_for(tmp_path), CountingEmbedder()
@@ -381,8 +381,8 @@ def test_packed_sentences_come_out_as_they_would_alone():
     ingest runs the model on full rows; each sentence's vector and token-state sum are unchanged."""
     import numpy as np
 
-    from rag.chunking import split_sentences
-    from rag.embedding import embed_all_with_sums
+    from rag.ingest.chunking import split_sentences
+    from rag.ingest.embedding import embed_all_with_sums
 
     model = load_embedder("bundled", "float32")  # exactness; bfloat16's rounding differs by shape
     assert model.packs
@@ -404,8 +404,8 @@ def test_bfloat16_vectors_agree_with_float32(tmp_path, corpus):
     its vectors, one to a row and packed, must match float32's closely enough to rank alike."""
     import numpy as np
 
-    from rag.chunking import split_sentences
-    from rag.embedding import embed_all_with_sums, native_bfloat16, resolve_precision
+    from rag.ingest.chunking import split_sentences
+    from rag.ingest.embedding import embed_all_with_sums, native_bfloat16, resolve_precision
 
     assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
     exact, reduced = load_embedder("bundled", "float32"), load_embedder("bundled", "bfloat16")

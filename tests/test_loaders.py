@@ -1,7 +1,7 @@
 import pytest
 
 from rag.errors import UnreadableDocumentError
-from rag.loaders import Loaded, Skipped, load_file, walk_corpus
+from rag.ingest.loaders import Loaded, Skipped, load_file, walk_corpus
 from tests.pdfs import encrypted_pdf, imageonly_pdf, text_pdf, truncated_pdf
 
 

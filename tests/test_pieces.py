@@ -7,12 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.ingest import ingest
-from rag.metrics import unsupported_sentences
+from rag.ingest.run import ingest
+from rag.evaluate.metrics import unsupported_sentences
 from rag.pipeline import Pipeline
-from rag.server import create_app
+from rag.serve.server import create_app
 from rag.types import cited_text
-from rag.ui import answer_markdown, cited_markdown
+from rag.serve.ui import answer_markdown, cited_markdown
 
 QUOTE = "Under Article [2] of the contract, the strike vote passed with 94 percent of members voting yes."
 QUESTION = "What percent of members voted yes in the strike vote?"

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.answering import Scored, _candidates, compose
+from rag.answer.answering import Scored, _candidates, compose
 from rag.errors import ReaderNotFoundError
 from rag.pipeline import Pipeline
-from rag.reader import resolve_reader
-from rag.training import default_squad
+from rag.answer.reader import resolve_reader
+from rag.answer.training import default_squad
 from rag.types import Hit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,8 +29,8 @@ def tiny_reader(tmp_path_factory):
     No reader ships yet (the one trained on a machine shared by many jobs did not beat the
     heuristic; see the README), so the reader path is exercised with this one.
     """
-    from rag.reader import Reader
-    from rag.training import train_reader
+    from rag.answer.reader import Reader
+    from rag.answer.training import train_reader
 
     if not SQUAD.exists():
         pytest.skip(f"needs the shared SQuAD 2.0 file at {SQUAD}")
@@ -103,8 +103,8 @@ def test_missing_reader_is_a_clear_error(tmp_path):
 @pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared SQuAD 2.0 file at {SQUAD}")
 def test_training_path_builds_a_loadable_reader(tmp_path):
     """A tiny run (a few hundred pairs, one layer learning) through the real training code."""
-    from rag.reader import Reader
-    from rag.training import build_pairs, load_squad, split_of, train_reader
+    from rag.answer.reader import Reader
+    from rag.answer.training import build_pairs, load_squad, split_of, train_reader
 
     items = load_squad(SQUAD)
     train = [it for it in items if split_of(it.article) == "train"]
@@ -127,9 +127,9 @@ def test_the_refusal_threshold_travels_with_the_reader(tmp_path, corpus_settings
     """min_answer_score unset: the reader's own threshold (reader.json); the heuristic keeps 0.44."""
     import shutil
 
-    from rag.answering import HEURISTIC_MIN_SCORE
+    from rag.answer.answering import HEURISTIC_MIN_SCORE
     from rag.config import Settings
-    from rag.reader import Reader, save_threshold
+    from rag.answer.reader import Reader, save_threshold
 
     assert Settings().min_answer_score is None and Settings().reader_model == "none"
     assert Pipeline(corpus_settings, embedder=embedder).answerer.min_score == HEURISTIC_MIN_SCORE

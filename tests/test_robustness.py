@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from rag import index as index_store
+from rag.ingest import index as index_store
 from rag.config import Settings
-from rag.answering import NOT_FOUND
+from rag.answer.answering import NOT_FOUND
 from rag.errors import InvalidQuestionError
-from rag.ingest import ingest
-from rag.loaders import Loaded, Skipped, walk_corpus
+from rag.ingest.run import ingest
+from rag.ingest.loaders import Loaded, Skipped, walk_corpus
 from rag.pipeline import Pipeline
 from rag.types import cited_text
 from tests.pdfs import encrypted_pdf, truncated_pdf

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from rag.safety import check, combine, normalize, screen
+from rag.answer.safety import check, combine, normalize, screen
 
 CRISIS = [
     # Wording from the brief.

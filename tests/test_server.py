@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 
 from rag.config import Settings
 from rag.errors import IndexCorruptError
-from rag.feedback import open_store
-from rag.ingest import ingest
+from rag.serve.feedback import open_store
+from rag.ingest.run import ingest
 from rag.pipeline import Pipeline
-from rag.ratelimit import RateLimiter
-from rag.server import allowed_origins, create_app
-from rag.ui import answer_markdown, md_escape
+from rag.serve.ratelimit import RateLimiter
+from rag.serve.server import allowed_origins, create_app
+from rag.serve.ui import answer_markdown, md_escape
 from tests.pdfs import text_pdf
 
 UNION = "https://union.example.org"

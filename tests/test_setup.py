@@ -42,4 +42,4 @@ def test_package_builds_without_setuptools_warnings_and_ships_the_widget(tmp_pat
     assert "absent from the `packages` configuration" not in out.stdout + out.stderr
     wheel = tmp_path / out.stdout.strip().splitlines()[-1]
     names = zipfile.ZipFile(wheel).namelist()
-    assert {f"rag/static/{p.name}" for p in (ROOT / "rag" / "static").iterdir()} <= set(names)
+    assert {f"rag/serve/static/{p.name}" for p in (ROOT / "rag" / "serve" / "static").iterdir()} <= set(names)

@@ -1,4 +1,4 @@
-"""Typo-tolerant questions (rag/spelling.py): the real pyspellchecker word list, word counts
+"""Typo-tolerant questions (rag/answer/spelling.py): the real pyspellchecker word list, word counts
 stored in a real index, and the pipeline answering a misspelt question as the right one."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from rag import index as index_store
+from rag.ingest import index as index_store
 from rag.pipeline import Pipeline
-from rag.spelling import Speller, word_counts
-from rag.ui import answer_markdown
+from rag.answer.spelling import Speller, word_counts
+from rag.serve.ui import answer_markdown
 
 CONTRACT = ("Full time employees shall accrue eight (8) hours of sick leave for each full month. "
             "The union declared impasse. Dental insurance is paid by the employer. OPEU OSU Ough.")

@@ -9,8 +9,8 @@ import pytest
 
 from rag.errors import ReaderNotFoundError
 from rag.pipeline import Pipeline
-from rag.reader import TOWER_FEATURES, TOWER_FILE, QuestionTower
-from rag.training import default_squad
+from rag.answer.reader import TOWER_FEATURES, TOWER_FILE, QuestionTower
+from rag.answer.training import default_squad
 
 SQUAD = default_squad()
 needs_squad = pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared SQuAD 2.0 file at {SQUAD}")
@@ -19,7 +19,7 @@ needs_squad = pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared S
 @pytest.fixture(scope="module")
 def tiny_tower(tmp_path_factory):
     """A tower trained here on 48 questions (one layer learning, one epoch) and calibrated on 30."""
-    from rag.training import calibrate_tower, train_tower
+    from rag.answer.training import calibrate_tower, train_tower
 
     if not SQUAD.exists():
         pytest.skip(f"needs the shared SQuAD 2.0 file at {SQUAD}")
@@ -83,7 +83,7 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path, tiny_tower):
 @needs_squad
 def test_rag_train_reader_builds_a_tower_from_the_command_line(tmp_path, capsys):
     from rag.cli import main
-    from rag.reader import load_reader
+    from rag.answer.reader import load_reader
 
     out = tmp_path / "cli-tower"
     assert main(["train-reader", "--questions", "32", "--epochs", "1", "--calibration-questions", "20",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.conversation import standalone
-from rag.retrieval import fuse
+from rag.answer.conversation import standalone
+from rag.answer.retrieval import fuse
 
 # --- Settings.from_env ---------------------------------------------------------
 

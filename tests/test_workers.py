@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from rag.config import Settings
-from rag.ingest import ingest
+from rag.ingest.run import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW_FACT = "Pickets run from 7 to 11 every weekday at the Oakland clinic."

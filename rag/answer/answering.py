@@ -1,0 +1,304 @@
+"""The extractive answerer: pick the one to three sentences that best answer, and cite each.
+
+No language model is involved, so nothing can be said that is not in the
+documents: every answer sentence *is* a verbatim span of a source. The hard
+part is knowing when to say nothing; see ``Answerer.min_score``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..ingest.embedding import Embedder
+from ..ingest.index import Index
+from ..ingest.lexical import content_terms
+from ..types import Citation, Hit, Piece, cited_text
+from .reader import QuestionTower, Reader, candidate_text
+
+NOT_FOUND = "The strike documents don't say."
+HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on eval/questions.jsonl
+TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
+CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
+
+# What a factoid answer must contain, by question form (classic answer typing).
+_NUMBER = r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion|half)\b"
+_TIME = (r"\b(19|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|"
+         r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow|yesterday|week|month|year|since|until)\b")
+_ANSWER_TYPES = [
+    (re.compile(r"\bhow (many|much)\b|\bwhat (percent|number|amount)\b", re.I), re.compile(_NUMBER, re.I)),
+    (re.compile(r"\bhow long\b|\bwhen\b|\bwhat (date|day|time|year)\b", re.I), re.compile(_NUMBER + "|" + _TIME, re.I)),
+]
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
+# A question asserts nothing: "Haven't signed the strike pledge yet?" answers no "how many signed".
+_QUESTION_END = re.compile(r"\?[\"'”’)\]]*\s*$")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence that might answer, with what the reader needs around it.
+
+    Everything here comes from the sentence table stored at ingest: no text is
+    split or embedded per question.
+    """
+
+    doc_id: str
+    title: str
+    chunk_id: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    rank: int  # retrieval rank of the chunk it came from
+    sentence: int = -1  # row in the index's sentence table (its vector)
+    heading: str = ""  # where it sits: the section or document title
+    previous: tuple[int, int] | None = None  # span of the sentence before it in its paragraph
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    score: float  # the reader's calibrated probability; the heuristic score without a reader
+    semantic: float
+    coverage: float
+    heuristic: float = 0.0
+
+
+class Answerer:
+    """Ranks candidate sentences: a cheap first stage (cosine + term coverage) keeps the
+    ``read_top`` best, the trained reader scores those, and its probability decides.
+    With the question tower (``QuestionTower``) every candidate is scored: its question
+    vector against the stored sentence vectors, and its calibrated probability decides.
+
+    Without a reader (``reader=None``) the first-stage score itself decides:
+    the old heuristic, kept for comparison (scripts/bench_reader.py).
+    """
+
+    # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the
+    # heuristic; it now only orders candidates for the reader, whose recall at
+    # read_top=10 is what matters (see scripts/bench_reader.py).
+    def __init__(self, embedder: Embedder, min_score: float = 0.5, semantic_weight: float = 0.6,
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | QuestionTower | None = None,
+                 read_top: int = 10):
+        if read_top <= 0:
+            raise ValueError(f"read_top must be > 0, got {read_top}")
+        self.embedder = embedder
+        self.reader = reader
+        self.min_score = min_score  # below this the best sentence is not an answer: refuse
+        self.semantic_weight = semantic_weight
+        self.max_sentences = max_sentences
+        self.keep_ratio = keep_ratio  # extra sentences must score this close to the best
+        self.read_top = read_top
+
+    def rank(self, question: str, hits: list[Hit], index: Index, query_vector: np.ndarray,
+             focus: str | None = None) -> list[Scored]:
+        """The candidate sentences, best first (only the ones the reader read, with a reader).
+
+        ``focus`` is what the user literally typed when ``question`` is its
+        rewrite with context: words only the context brought in count for
+        less, or a follow-up would be answered with the previous answer.
+        """
+        candidates = _candidates(hits, index)
+        if not candidates:
+            return []
+        vectors = self._sentence_vectors(candidates, index)
+        semantic = vectors @ query_vector
+        idf, unseen = self._idf_table(index)
+        coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
+        heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
+        heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
+        if isinstance(self.reader, QuestionTower):
+            # It reads only the question, so every candidate is scored: one encoding in all.
+            view = self.reader.view(question)
+            tuned = vectors @ view.vector
+            probs = self.reader.probabilities(view, tuned, coverage, typed)
+            scored = [Scored(c, float(p), float(t), float(v), float(h))
+                      for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
+            return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
+        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
+        if self.reader is None:
+            return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
+                           float(heuristic[i])) for i in order]
+        top = order[:self.read_top]
+        texts = [candidate_text(candidates[i].text, candidates[i].heading,
+                                _span_text(index, candidates[i].doc_id, candidates[i].previous)) for i in top]
+        probs = self.reader.probabilities(question, texts, {
+            "cosine": semantic[top], "coverage": coverage[top], "type_ok": typed[top].astype(np.float64)})
+        scored = [Scored(candidates[i], float(p), float(semantic[i]), float(coverage[i]), float(heuristic[i]))
+                  for i, p in zip(top, probs)]
+        return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
+
+    def select(self, ranked: list[Scored]) -> list[Scored]:
+        """The sentences to answer with: empty means the documents don't answer."""
+        if not ranked or ranked[0].score < self.min_score:
+            return []
+        best = ranked[0].score
+        chosen = [ranked[0]]
+        for s in ranked[1:]:
+            if len(chosen) >= self.max_sentences:
+                break
+            if s.score < max(self.min_score, self.keep_ratio * best):
+                break
+            if not any(_overlaps(s.candidate, c.candidate) for c in chosen):
+                chosen.append(s)
+        return chosen
+
+    def _sentence_vectors(self, candidates: list[Candidate], index: Index) -> np.ndarray:
+        """The candidates' vectors, embedded at ingest (index.sentence_vectors)."""
+        rows = np.fromiter((c.sentence for c in candidates), np.int64, len(candidates))
+        return np.asarray(index.sentence_vectors[rows], dtype=np.float32)
+
+    def _idf_table(self, index: Index) -> tuple[dict[str, float], float]:
+        """Term weights, computed at ingest (index.idf)."""
+        return index.idf.terms, index.idf.unseen
+
+
+def first_stage_features(question: str, sentences: list[str], idf: dict[str, float], unseen: float,
+                         focus: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per sentence: IDF-weighted share of the question's terms it holds, and whether it
+    holds the kind of fact asked for (a number for "how many", a time for "when")."""
+    typed = content_terms(focus) if focus else None
+    weights = {t: idf.get(t, unseen) * (1.0 if typed is None or t in typed else CONTEXT_WEIGHT)
+               for t in content_terms(question)}
+    total = sum(weights.values()) or 1.0
+    wanted = answer_type(question)
+    coverage = np.array([sum(w for t, w in weights.items() if t in content_terms(s)) / total
+                         for s in sentences], dtype=np.float64)
+    type_ok = np.array([wanted is None or bool(wanted.search(s)) for s in sentences])
+    return coverage, type_ok
+
+
+def answer_type(question: str) -> re.Pattern | None:
+    for asks, needs in _ANSWER_TYPES:
+        if asks.search(question):
+            return needs
+    return None
+
+
+def compose(chosen: list[Scored], index: Index) -> tuple[str, tuple[Citation, ...], tuple[Piece, ...]]:
+    """Answer text, citations and ordered (quote, n) pieces, best first.
+
+    Sentences that lean on the one before are widened to include it;
+    sentences next to each other in one paragraph become one quote. Every
+    quote is one verbatim span: ``document.text[start:end] == quote``.
+    """
+    spans: list[Candidate] = []
+    for s in chosen:
+        c = _with_context(s.candidate, index.documents[s.candidate.doc_id].text)
+        spans = _merge_into(spans, c, index.documents[c.doc_id].text)
+    citations = tuple(_citation(n, c) for n, c in enumerate(spans, start=1))
+    pieces = tuple(Piece(c.quote, c.n) for c in citations)
+    return cited_text(pieces), citations, pieces
+
+
+def _merge_into(spans: list[Candidate], c: Candidate, text: str) -> list[Candidate]:
+    """Add c to the quotes so far, joined with every quote it overlaps or sits right next to
+    in the same paragraph; a joined quote takes the place of its best-ranked part."""
+    spans = list(spans)
+    place = len(spans)
+    while (i := next((i for i, o in enumerate(spans) if _touches(o, c, text)), None)) is not None:
+        other = spans.pop(i)
+        start, end = min(other.start, c.start), max(other.end, c.end)
+        c = replace(other, start=start, end=end, text=text[start:end], page=other.page or c.page)
+        place = min(place, i)
+    spans.insert(place, c)
+    return spans
+
+
+def _touches(a: Candidate, b: Candidate, text: str) -> bool:
+    if a.doc_id != b.doc_id:
+        return False
+    lo, hi = (a, b) if a.start <= b.start else (b, a)
+    if lo.end >= hi.start:
+        return True
+    gap = text[lo.end:hi.start]
+    return not gap.strip() and "\n" not in gap  # only spaces between: same paragraph, adjacent
+
+
+def related(ranked: list[Scored], limit: int = 3) -> tuple[Citation, ...]:
+    """Closest passages to show beside a refusal: one per chunk, best first."""
+    seen, out = set(), []
+    for s in ranked:
+        if s.candidate.chunk_id not in seen:
+            seen.add(s.candidate.chunk_id)
+            out.append(_citation(len(out) + 1, s.candidate))
+        if len(out) == limit:
+            break
+    return tuple(out)
+
+
+def _citation(n: int, c: Candidate) -> Citation:
+    return Citation(n=n, doc_id=c.doc_id, title=c.title, page=c.page, chunk_id=c.chunk_id,
+                    quote=c.text, start=c.start, end=c.end)
+
+
+def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
+    """Sentences of the hit chunks (split at ingest), each once even where chunks overlap."""
+    seen: set[int] = set()
+    out = []
+    for rank, hit in enumerate(hits):
+        chunk = hit.chunk
+        doc = index.documents[chunk.doc_id]
+        row = index.row_of(chunk)
+        sentences = index.sentences_of(row)
+        previous = _last_sentence_before(index, row, chunk.doc_id, sentences[0][1]) if sentences else None
+        for sentence_row, start, end in sentences:
+            before, previous = previous, (start, end)
+            text = doc.text[start:end]
+            if sentence_row in seen or not _informative(text, doc.title) or doc.is_heading(start, end):
+                continue
+            seen.add(sentence_row)
+            out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
+                                 start, end, text, rank, sentence_row, heading=chunk.section or chunk.title,
+                                 previous=_same_paragraph(doc.text, before, start)))
+    return out
+
+
+def _last_sentence_before(index: Index, row: int, doc_id: str, start: int) -> tuple[int, int] | None:
+    """The stored sentence ending before ``start``, from the chunk before (a document's chunks
+    are consecutive rows); None at the document's start."""
+    if row == 0 or index.chunks[row - 1].doc_id != doc_id:
+        return None
+    earlier = [(a, b) for _, a, b in index.sentences_of(row - 1) if b <= start]
+    return earlier[-1] if earlier else None
+
+
+def _same_paragraph(text: str, span: tuple[int, int] | None, start: int) -> tuple[int, int] | None:
+    """``span`` if only spaces part it from ``start`` (the same paragraph), else None."""
+    if span is None or start - span[1] > 200 or "\n" in text[span[1]:start]:
+        return None
+    return span
+
+
+def _span_text(index: Index, doc_id: str, span: tuple[int, int] | None) -> str:
+    return index.documents[doc_id].text[span[0]:span[1]] if span else ""
+
+
+_ATTRIBUTION = re.compile(r"\b(said|says|say|stated|states|according to|told|wrote)\b", re.I)
+_ANAPHOR = re.compile(r"^[“\"]|^(that|this|these|those|it|its|they|their|he|she|his|her|however|but|"
+                      r"additionally|meanwhile|also|as a result)\b", re.I)
+
+
+def _with_context(c: Candidate, text: str) -> Candidate:
+    """Widen a sentence that leans on the one before it: an unattributed quote
+    continuing someone's words, or one that opens with "That"/"However"...
+    The widened quote is still one verbatim span of the document."""
+    if not _ANAPHOR.search(c.text) or (c.text.startswith(("“", '"')) and _ATTRIBUTION.search(c.text)):
+        return c
+    if c.previous is None:
+        return c
+    start = c.previous[0]
+    return replace(c, start=start, text=text[start:c.end], previous=None)
+
+
+def _informative(sentence: str, title: str) -> bool:
+    """Headings, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone."""
+    words = sentence.split()
+    heading_like = (len(words) < 8 and not _SENTENCE_END.search(sentence) and not any(ch.isdigit() for ch in sentence))
+    return (len(words) >= 4 and not sentence.rstrip().endswith(":") and not heading_like
+            and not _QUESTION_END.search(sentence) and sentence.strip() != title.strip())
+
+
+def _overlaps(a: Candidate, b: Candidate) -> bool:
+    return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end

@@ -1,0 +1,1 @@
+"""Measuring: `rag eval` (questions, metrics, HTML report) and the retrieval and scale benchmarks."""

@@ -1,0 +1,367 @@
+"""Turn files into Documents: text, title, and page spans for PDFs.
+
+Each loader raises UnreadableDocumentError with a reason a person can act on;
+``walk_corpus`` turns those into skip notes so one bad file never stops an ingest.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UnreadableDocumentError
+from ..types import Document, Heading, Page
+from . import dates
+from .pdftext import rebuild
+from .structure import html_headings, text_headings
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    document: Document
+    note: str = ""  # e.g. a decoding fallback worth telling the user about
+
+
+def load_file(path: Path, doc_id: str, date: str | None = None,
+              repeated: frozenset[str] = frozenset()) -> Loaded:
+    """One file as a Document; `date` is a sidecar date that overrides what the file says;
+    `repeated` lines of an HTML page are site chrome to leave out."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise UnreadableDocumentError("empty file")
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = path.suffix.lower()
+    notes: list[str] = []
+    pages: tuple[Page, ...] = ()
+    headings: tuple[Heading, ...] = ()
+    found: tuple[str | None, str] = (None, "")
+    if suffix in PDF_SUFFIXES:
+        text, pages, title, meta_date, empty = _read_pdf(path)
+        if empty:
+            notes.append(f"page{'s' if len(empty) > 1 else ''} {_ranges(empty)} of {path.name} "
+                         "ha{} no text layer (scanned?); {} skipped".format(
+                             "ve" if len(empty) > 1 else "s", "they were" if len(empty) > 1 else "it was"))
+        headings = text_headings(text)
+        title = title or _pdf_title(text) or re.sub(r"[_-]+", " ", path.stem)
+        found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
+                            (meta_date, "PDF metadata"))
+    else:
+        text, note = _decode(data)
+        if note:
+            notes.append(note)
+        if suffix in HTML_SUFFIXES:
+            text, title, spans, meta = _html_text(text, repeated)
+            headings = html_headings(spans, text)
+            found = _first_date(meta, (dates.dated_line(text), "dated line"),
+                                (dates.from_file_name(path.name), "file name"))
+        else:
+            headings = text_headings(text, markdown=suffix in {".md", ".markdown"})
+            title = _first_line(text)
+            found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"))
+    if not text.strip():
+        raise UnreadableDocumentError("no text found")
+    if date:
+        found = (date, "sidecar " + dates.SIDECAR)
+    doc = Document(doc_id=doc_id, title=title or doc_id, text=text, content_hash=digest, pages=pages,
+                   source=str(path), headings=headings, date=found[0], date_source=found[1] if found[0] else "")
+    return Loaded(doc, "; ".join(notes))
+
+
+def _first_date(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
+    for value, source in candidates:
+        if value:
+            return value, source
+    return None, ""
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    out, run = [], [numbers[0]]
+    for n in numbers[1:]:
+        if n == run[-1] + 1:
+            run.append(n)
+        else:
+            out.append(run)
+            run = [n]
+    out.append(run)
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in out)
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    # NUL bytes never occur in real text files; they mark a binary file that
+    # merely has a text extension.
+    if b"\x00" in data[:8192]:
+        raise UnreadableDocumentError("binary data, not text")
+    try:
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError:
+        # Windows-1252 is what non-UTF-8 office text almost always is; the
+        # replacement handler keeps the few bytes it cannot map visible.
+        return data.decode("cp1252", errors="replace"), "not valid UTF-8; decoded as Windows-1252"
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line[:200]
+    return ""
+
+
+# Site chrome: never main content, wherever it sits.
+_DROP_TAGS = {"script", "style", "noscript", "template", "svg", "iframe", "nav", "form", "button", "select",
+              "input", "textarea", "dialog", "head", "canvas", "video", "audio", "object", "embed", "menu"}
+_CHROME = re.compile(r"(^|[\s_-])(cookie|consent|gdpr|banner|skip|breadcrumbs?|share|social|newsletter|subscribe|"
+                     r"sidebar|menu|navbar|site-shell|masthead|pagination|toolbar|sr-only|btn|button|cta)($|[\s_-])", re.I)
+_BLOCK_TAGS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "li", "ul", "ol", "table",
+               "thead", "tbody", "tr", "blockquote", "pre", "dl", "dt", "dd", "figure", "figcaption", "br", "hr",
+               "fieldset", "details", "summary", "address", "h5", "h6", "caption"}
+_HEADING_TAGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
+_META_DATES = ("article:modified_time", "article:published_time", "og:updated_time", "date", "dc.date",
+               "dcterms.modified", "dcterms.date", "last-modified", "pubdate", "publish-date")
+
+
+def _html_text(html: str, repeated: frozenset[str] = frozenset()
+               ) -> tuple[str, str, list[tuple[int, int, int]], tuple[str | None, str]]:
+    """Main content as lines, its title, (start, end, level) of its h1-h4 headings, and a date with its source.
+
+    BeautifulSoup over <body>: the site's header and footer (those outside <main>
+    and <article>), navigation, menus, forms, scripts, button-styled links and
+    anything marked as cookie banner, share bar, sidebar or site shell are dropped
+    wherever they sit. ``repeated`` lines (site chrome shared by many pages of a
+    folder, see ``walk_corpus``) are left out too.
+    """
+    from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+
+    soup = BeautifulSoup(html, "html.parser")
+    title_tag = soup.find("title")
+    page_title = title_tag.get_text(" ", strip=True) if title_tag else ""
+    meta_date = _html_meta_date(soup)
+    for tag in soup.find_all(lambda t: isinstance(t, Tag) and _is_chrome(t)):
+        if not tag.decomposed:
+            tag.decompose()
+    # The body without its chrome: a page's own lead (an event's date and title) may sit
+    # before <main>, so <main> alone would lose it.
+    root = soup.body or soup
+    if meta_date[0] is None:
+        time_tag = root.find("time")
+        stamp = time_tag.get("datetime") or time_tag.get_text(" ", strip=True) if time_tag else ""
+        if stamp and dates.parse_date(str(stamp)):
+            meta_date = (dates.parse_date(str(stamp)), "<time> tag")
+
+    lines: list[str] = []
+    spans: list[tuple[int, int, int]] = []
+    buffer: list[str] = []
+    length = 0
+
+    def emit(text: str, level: int = 0) -> None:
+        nonlocal length
+        text = " ".join(text.split())
+        if not text or text in repeated:
+            return
+        if lines:
+            length += 1  # the "\n" before it
+        if level:
+            spans.append((length, length + len(text), level))
+        lines.append(text)
+        length += len(text)
+
+    def flush() -> None:
+        emit("".join(buffer))
+        buffer.clear()
+
+    def walk(node) -> None:
+        for child in node.children:
+            if isinstance(child, Comment) or (isinstance(child, NavigableString) and type(child) is not NavigableString):
+                continue
+            if isinstance(child, NavigableString):
+                buffer.append(str(child))
+            elif child.name in _HEADING_TAGS:
+                flush()
+                emit(child.get_text(" "), _HEADING_TAGS[child.name])
+            elif child.name in ("td", "th"):
+                # A table row reads as one line: "Up to 10 weeks — Oregon is in tax schedule III ..."
+                buffer.append(" — " if child.find_previous_sibling(["td", "th"]) else " ")
+                walk(child)
+            elif child.name == "a":
+                walk(child)
+                buffer.append(" ")  # adjacent links ("guide</a><a>Find") are separate words
+            elif child.name in _BLOCK_TAGS:
+                flush()
+                walk(child)
+                flush()
+            else:
+                walk(child)
+
+    walk(root)
+    flush()
+    text = "\n".join(lines)
+    first_h1 = next((text[a:b] for a, b, level in spans if level == 1), "")
+    return text, _site_title(page_title) or first_h1 or _first_line(text), spans, meta_date
+
+
+def _site_title(title: str) -> str:
+    """"Impasse declared - SEIU Local 503, OSU" -> "Impasse declared": the page's name without the site's."""
+    parts = re.split(r"\s+[|–—-]\s+", " ".join(title.split()))
+    return parts[0] if len(parts) > 1 and len(parts[0]) >= 8 else " ".join(title.split())
+
+
+def _is_chrome(tag) -> bool:
+    if tag.name in _DROP_TAGS or tag.has_attr("hidden") or tag.get("aria-hidden") == "true":
+        return True
+    if tag.get("role") in ("navigation", "banner", "contentinfo", "search", "dialog", "menu"):
+        return True
+    if tag.name in ("header", "footer") and tag.find_parent(["article", "main"]) is None:
+        return True  # the site's header and footer; an article's own header (title, date) stays
+    marks = " ".join([*tag.get("class", []), tag.get("id", ""), tag.get("aria-label", "")])
+    return bool(marks.strip()) and bool(_CHROME.search(marks))
+
+
+def _html_meta_date(soup) -> tuple[str | None, str]:
+    found = []
+    for meta in soup.find_all("meta"):
+        key = (meta.get("property") or meta.get("name") or meta.get("itemprop") or "").lower()
+        if key in _META_DATES and (iso := dates.parse_date(str(meta.get("content", "")))):
+            found.append((_META_DATES.index(key), iso, key))
+    if not found:
+        return None, ""
+    _, iso, key = min(found)
+    return iso, f"<meta {key}>"
+
+
+def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str, str | None, list[int]]:
+    """Rebuilt text (see pdftext), page spans, a metadata title unless it is a file name,
+    the metadata date, and the pages that had no text layer."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pypdf warns on every repairable glitch
+            reader = PdfReader(path, strict=False)
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise UnreadableDocumentError("encrypted PDF (needs a password)")
+            texts = [page.extract_text() or "" for page in reader.pages]
+            meta = reader.metadata or {}
+            meta_title = str(meta.get("/Title") or "").strip()
+            meta_date = dates.from_pdf_metadata(meta.get("/ModDate") or meta.get("/CreationDate"))
+    except UnreadableDocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise UnreadableDocumentError(f"corrupt PDF ({exc})") from None
+    except Exception as exc:  # pypdf raises many ad-hoc types on damaged files
+        raise UnreadableDocumentError(f"corrupt PDF ({type(exc).__name__}: {exc})") from None
+    if not any(t.strip() for t in texts):
+        raise UnreadableDocumentError("PDF has no extractable text (scanned images?)")
+    rebuilt = rebuild(texts)
+    bounds = [*rebuilt.page_starts, len(rebuilt.text)]
+    pages = tuple(Page(n, bounds[n - 1], bounds[n]) for n in range(1, len(texts) + 1))
+    empty = [n for n, t in enumerate(texts, start=1) if not t.strip()]
+    # Word processors write the source file's name as the title ("Table of Contents_updated.pdf").
+    if _FILE_NAME.search(meta_title) or not re.search(r"[A-Za-z]{3}", meta_title):
+        meta_title = ""
+    return rebuilt.text, pages, meta_title, meta_date, empty
+
+
+_TOC_ENTRY = re.compile(r"(\.\s?){4,}\s*[0-9ivxlc]+\s*$", re.I)
+_FILE_NAME = re.compile(r"\.(pdf|docx?|odt|rtf|txt|pages|indd|xlsx?|pptx?)\s*$|^microsoft word\b|^untitled\b", re.I)
+
+
+def _pdf_title(text: str) -> str:
+    """The first real heading: the document's opening line(s), joined until they say something."""
+    lines = [line.strip().rstrip("*") for line in text[:3000].splitlines()
+             if line.strip() and not _TOC_ENTRY.search(line) and line.strip().casefold() != "table of contents"]
+    title = ""
+    for line in lines[:4]:
+        title = f"{title} {line}".strip()
+        if len(re.findall(r"[A-Za-z]{3,}", title)) >= 3:
+            break
+    if re.match(r"(article|section|appendix)\b", title, re.I):
+        return ""  # the contents start at once: no cover title to take
+    return title[:200]
+
+
+def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
+    """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why."""
+    root = Path(root)
+    real_root = root.resolve()
+    sidecar = dates.read_sidecar(root)
+    seen_dirs: set[tuple[int, int]] = set()
+    files: list[Path] = []
+    outside: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop: walk it once only
+            dirnames[:] = []
+            yield Skipped(dirpath, "symlink loop (folder already visited)")
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            # A link out of the corpus (notes.txt -> /etc/passwd) would be quoted to anyone who asks.
+            if not path.resolve().is_relative_to(real_root):
+                outside.append(path)
+                continue
+            files.append(path)
+    for path in outside:
+        yield Skipped(path.relative_to(root).as_posix(), "links outside the corpus folder")
+    chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES])
+    for path in files:
+        yield _load_one(root, path, sidecar, chrome.get(path, frozenset()))
+
+
+REPEATED_PAGES = 5  # a line on this many pages of a folder is site chrome there (kept on its first page)
+
+
+def _repeated_lines(pages: list[Path]) -> dict[Path, frozenset[str]]:
+    """For each HTML page, the lines it shares with REPEATED_PAGES+ pages of the folder,
+    except on the first page that has them: site chrome is dropped, nothing is lost."""
+    if len(pages) < REPEATED_PAGES:
+        return {}
+    lines_of: dict[Path, set[str]] = {}
+    for page in pages:
+        try:
+            text, _ = _decode(page.read_bytes())
+            lines_of[page] = set(_html_text(text)[0].splitlines())
+        except (OSError, UnreadableDocumentError, ValueError, RecursionError):
+            continue
+    seen: dict[str, list[Path]] = {}
+    for page, lines in lines_of.items():
+        for line in lines:
+            seen.setdefault(line, []).append(page)
+    common = {line: holders for line, holders in seen.items() if len(holders) >= REPEATED_PAGES}
+    return {page: frozenset(line for line, holders in common.items() if page in holders and holders[0] != page)
+            for page in lines_of}
+
+
+def _load_one(root: Path, path: Path, sidecar: dict[str, str] | None = None,
+              repeated: frozenset[str] = frozenset()) -> Loaded | Skipped:
+    doc_id = path.relative_to(root).as_posix()
+    if path.suffix.lower() not in SUPPORTED:
+        return Skipped(doc_id, f"unsupported file type {path.suffix or '(none)'}")
+    try:
+        return load_file(path, doc_id, (sidecar or {}).get(doc_id), repeated)
+    except UnreadableDocumentError as exc:
+        return Skipped(doc_id, str(exc))
+    except FileNotFoundError:
+        return Skipped(doc_id, "file disappeared during ingest")
+    except OSError as exc:
+        return Skipped(doc_id, f"cannot read ({exc.strerror or exc})")

@@ -1,0 +1,1 @@
+"""The web app: HTTP server, JSON API, Gradio chat, widget and source pages, feedback, rate limits."""

@@ -1,0 +1,237 @@
+"""What members thought of answers, and what they asked that the documents don't cover.
+
+One SQLite file under ``settings.data_dir``. Every call opens its own connection
+(sqlite3 connections must not be shared between threads), writes inside one
+transaction, and waits out other writers (WAL + busy timeout) instead of failing,
+so concurrent web workers never lose a record. Stored: question, answer,
+citations, time. Never stored: who asked (no IPs, no session ids), and never the
+text of crisis or medical messages.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import InvalidFeedbackError
+from ..types import Answer
+
+SCHEMA_VERSION = 2
+# What one rating may hold: a member's question and our answer are far shorter;
+# anything longer is cut, so no request can grow the database without bound.
+MAX_QUESTION_CHARS = 4_000
+MAX_ANSWER_CHARS = 8_000
+MAX_CITATIONS = 10
+MAX_QUOTE_CHARS = 2_000
+MAX_NAME_CHARS = 300  # doc ids, titles, chunk ids
+# C0/C1 controls (terminal escapes, carriage returns) and bidi overrides:
+# stored text is printed to a terminal by `rag feedback`. Newlines and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
+                    "start": int, "end": int, "section": str, "date": str}
+SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern"})  # never keep what was said
+_NOT_KEPT = "(not stored: {kind} message)"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ratings (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    rating TEXT NOT NULL CHECK (rating IN ('like', 'dislike')),
+    kind TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    citations TEXT NOT NULL,  -- JSON list, the Answer.to_json() citation shape
+    answer_id TEXT  -- one vote per answer shown: a second one replaces the first
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS unanswered (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    question TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Rating:
+    created_at: str
+    rating: str  # "like" | "dislike"
+    kind: str
+    question: str
+    answer: str
+    citations: list[dict]
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    created_at: str
+    question: str
+
+
+class FeedbackStore:
+    """The feedback database; safe to use from many threads and processes at once."""
+
+    def __init__(self, path: Path, timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            # WAL lets readers run beside the one writer; the mode is stored in
+            # the file, so only the first process ever has to switch it.
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            with conn:
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(ratings)")}
+                if "answer_id" not in columns:  # a version 1 database
+                    conn.execute("ALTER TABLE ratings ADD COLUMN answer_id TEXT")
+                conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ratings_answer ON ratings(answer_id)")
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('vote_key', ?)", (secrets.token_hex(32),))
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._key = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'vote_key'").fetchone()[0])
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE: take the write lock when the transaction starts. A deferred
+        # one upgraded later can fail at once with "database is locked" in WAL
+        # mode instead of waiting its turn.
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level="IMMEDIATE")
+        with closing(conn):
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+            # With WAL, NORMAL still survives a crashed process; only a power cut
+            # could drop the last few ratings, and it makes each write ~10x cheaper.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            yield conn
+
+    def answer_id(self) -> str:
+        """A fresh id for an answer about to be shown; only ids made here can be voted with.
+
+        Signed with a key kept in the database, so every worker process accepts
+        every other's ids, and a client cannot invent ids to vote many times.
+        """
+        nonce = secrets.token_urlsafe(12)
+        return f"{nonce}.{self._sign(nonce)}"
+
+    def _sign(self, nonce: str) -> str:
+        return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def valid_answer_id(self, answer_id: str) -> bool:
+        nonce, _, sig = answer_id.partition(".")
+        return bool(nonce) and hmac.compare_digest(sig, self._sign(nonce))
+
+    def record_rating(self, liked: bool, question: str, answer: str, citations: list[dict],
+                      kind: str = "answer", answer_id: str | None = None) -> None:
+        """Store one vote; with an ``answer_id``, a later vote on the same answer replaces it."""
+        if answer_id is not None and not self.valid_answer_id(answer_id):
+            raise InvalidFeedbackError("That answer can't be rated (unknown answer id); please ask again.")
+        if kind in SENSITIVE_KINDS:
+            question = answer = _NOT_KEPT.format(kind=kind)
+        row = (_now(), "like" if liked else "dislike", clean(kind, 20), clean(question, MAX_QUESTION_CHARS),
+               clean(answer, MAX_ANSWER_CHARS), json.dumps(clean_citations(citations), ensure_ascii=False),
+               answer_id)
+        with self._connect() as conn, conn:
+            conn.execute("INSERT INTO ratings (created_at, rating, kind, question, answer, citations, answer_id) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO UPDATE SET "
+                         "created_at = excluded.created_at, rating = excluded.rating", row)
+
+    def record_unanswered(self, question: str) -> None:
+        with self._connect() as conn, conn:
+            conn.execute("INSERT INTO unanswered (created_at, question) VALUES (?, ?)",
+                         (_now(), clean(question, MAX_QUESTION_CHARS)))
+
+    def record_answer(self, answer: Answer) -> None:
+        """Keep a question the documents could not answer; everything else is not ours to keep."""
+        if answer.kind == "not_found" and not answer.notice:  # a distressed message is not ours to keep
+            self.record_unanswered(answer.question)
+
+    def ratings(self, rating: str | None = None, limit: int = 20) -> list[Rating]:
+        """Newest first; ``rating`` is "like", "dislike" or None for both."""
+        where, args = ("WHERE rating = ?", (rating,)) if rating else ("", ())
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT created_at, rating, kind, question, answer, citations FROM ratings {where} "
+                "ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [Rating(*(clean(v, MAX_ANSWER_CHARS) for v in row[:5]), citations=clean_citations(json.loads(row[5])))
+                for row in rows]
+
+    def unanswered(self, limit: int = 20) -> list[Unanswered]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT created_at, question FROM unanswered ORDER BY id DESC LIMIT ?",
+                                (limit,)).fetchall()
+        return [Unanswered(*(clean(v, MAX_QUESTION_CHARS) for v in row)) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._connect() as conn:
+            likes, dislikes = conn.execute(
+                "SELECT COALESCE(SUM(rating = 'like'), 0), COALESCE(SUM(rating = 'dislike'), 0) "
+                "FROM ratings").fetchone()
+            unanswered = conn.execute("SELECT COUNT(*) FROM unanswered").fetchone()[0]
+        return {"likes": likes, "dislikes": dislikes, "unanswered": unanswered}
+
+
+def open_store(settings: Settings) -> FeedbackStore:
+    return FeedbackStore(settings.data_dir / "feedback.sqlite")
+
+
+def print_report(settings: Settings, limit: int = 20, as_json: bool = False) -> None:
+    """`rag feedback`: recent dislikes and unanswered questions, newest first."""
+    if limit <= 0:
+        raise ValueError(f"--limit must be > 0, got {limit}")
+    store = open_store(settings)
+    dislikes, unanswered = store.ratings("dislike", limit), store.unanswered(limit)
+    if as_json:
+        print(json.dumps({"counts": store.counts(), "dislikes": [asdict(r) for r in dislikes],
+                          "unanswered": [asdict(u) for u in unanswered]}, ensure_ascii=False, indent=2))
+        return
+    counts = store.counts()
+    print(f"{store.path}: {counts['likes']} likes, {counts['dislikes']} dislikes, "
+          f"{counts['unanswered']} unanswered questions")
+    print(f"\nRecent dislikes ({len(dislikes)}):")
+    for r in dislikes:
+        cited = ", ".join(sorted({c.get("doc_id", "?") for c in r.citations})) or "no citations"
+        print(f"  {r.created_at}  Q: {_short(r.question)}\n      A: {_short(r.answer)}\n      cited: {cited}")
+    print(f"\nUnanswered questions ({len(unanswered)}):")
+    for u in unanswered:
+        print(f"  {u.created_at}  {_short(u.question)}")
+
+
+def clean(text: object, limit: int) -> str:
+    """Text with control characters removed, cut to ``limit`` characters."""
+    text = _CONTROL.sub("", str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean_citations(citations: object) -> list[dict]:
+    """At most MAX_CITATIONS citations, each with only the known fields, typed and capped."""
+    out = []
+    for c in citations[:MAX_CITATIONS] if isinstance(citations, list) else ():
+        if not isinstance(c, dict):
+            continue
+        row = {}
+        for key, kind in _CITATION_FIELDS.items():
+            value = c.get(key)
+            if key in ("page", "date") and key in c and value is None:  # not a PDF; no known date
+                row[key] = None
+            elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+                row[key] = value
+            elif kind is str and isinstance(value, str):
+                row[key] = clean(value, MAX_QUOTE_CHARS if key == "quote" else MAX_NAME_CHARS)
+        out.append(row)
+    return out
+
+
+def _short(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,148 @@
+"""One web server for everything: the chat page (Gradio), the JSON API, the widget, the sources.
+
+    /            chat page (Gradio, mounted last so our routes take precedence)
+    /api/ask     POST {"question", "history"} -> Answer.to_json()
+    /api/ask/stream  the same, as NDJSON: verified sentences as they come, then the answer
+    /api/feedback, /healthz, /openapi.json (no /docs: Swagger's page loads code from CDNs)
+    /widget.js   the one-tag embed; /widget is the page it frames
+    /source/{doc_id}?start=&end=   a cited passage in its document; /files/{doc_id} the PDF
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from ..answer.streaming import stream_router
+from ..config import Settings, export_environment, gradio_cache_dir, offline_environment
+from ..errors import IndexNotFoundError
+from ..ingest import index as index_store
+from ..pipeline import Pipeline
+from .api import add_error_handlers, api_router
+from .feedback import open_store
+from .middleware import BodyLimit, ClosedPaths, SecurityHeaders
+from .ratelimit import RateLimiter
+from .web import STATIC_DIR, web_router
+
+_ORIGIN = re.compile(r"^\*$|^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?$")
+
+
+def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
+    """The whole site as one ASGI app; tests pass their own pipeline to share one model."""
+    offline_environment()
+    cache = gradio_cache_dir(settings)
+    _empty(cache)  # the chat takes no files; whatever is there is left over
+    import gradio as gr  # after offline_environment(): it reads the analytics switch
+
+    from .ui import CSS, THEME, build_ui
+
+    origins = allowed_origins(settings)
+    pipeline = pipeline or Pipeline(settings)
+    store = open_store(settings)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        _empty(cache)
+
+    app = FastAPI(title="Strike Q&A", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
+                  description="Answers questions from the union's strike documents, quoting them with citations.")
+    # Configured on the parent app, so Gradio (>= 6.25) adds no CORS headers of its own.
+    app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
+                       allow_headers=["Content-Type"], max_age=600)
+    # Added last = runs first: nothing reads a body before its size is checked.
+    app.add_middleware(ClosedPaths)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
+    add_error_handlers(app)
+    app.include_router(api_router(pipeline, store, limiter))
+    app.include_router(stream_router(pipeline, store, limiter))  # /api/ask/stream
+    app.include_router(web_router(settings, pipeline))
+    app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
+    blocks = build_ui(pipeline, store, limiter)
+    return gr.mount_gradio_app(
+        app, blocks, path="/", server_name=settings.host, server_port=settings.port,
+        theme=THEME, css=CSS, footer_links=[], run_history=False,  # no question kept in the browser
+        # show_error off: an unexpected exception's text is not for members' eyes;
+        # the errors a member can act on are shown as chat messages instead.
+        ssr_mode=False, pwa=False, mcp_server=False, show_error=False,
+        max_file_size=settings.max_request_bytes,  # uploads are closed anyway (ClosedPaths)
+    )
+
+
+def allowed_origins(settings: Settings) -> tuple[str, ...]:
+    """The embedding sites, checked: they go into a CSP header verbatim."""
+    origins = tuple(o.rstrip("/") for o in settings.allowed_origins)
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ValueError(f"RAG_ALLOWED_ORIGINS entries must look like https://union.example.org, "
+                             f"got {origin!r}")
+    return origins
+
+
+def _empty(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def app_factory() -> FastAPI:
+    """The app of one worker process (`rag serve --workers N`), its settings from RAG_* variables."""
+    import os
+
+    from ..ingest.embedding import set_threads
+
+    settings = Settings.from_env()
+    set_threads((os.cpu_count() or 1) // settings.workers)  # workers share the cores
+    return create_app(settings)
+
+
+def serve(settings: Settings) -> None:
+    """Run the site with uvicorn until interrupted; with workers > 1, as that many processes.
+
+    Workers each load the model and memory-map the same index build, so the
+    index is held once in the page cache; each notices a new build by itself.
+    """
+    import uvicorn
+
+    if settings.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {settings.workers}")
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}"
+    # No access log: it would record members' IP addresses next to what they opened.
+    if settings.workers == 1:
+        app = create_app(settings)
+        print(f"Strike Q&A is running at {url}  (API schema {url}/openapi.json, widget {url}/widget.js)",
+              flush=True)
+        uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+        return
+    if index_store.current_version(settings.index_dir) is None:  # fail now, clearly, not in each worker
+        raise IndexNotFoundError(f"no index in {settings.index_dir}; build one with `rag ingest`")
+    export_environment(settings)  # the workers' settings: CLI flags included
+    print(f"Strike Q&A is running at {url} with {settings.workers} workers  (API schema "
+          f"{url}/openapi.json, widget {url}/widget.js)", flush=True)
+    uvicorn.run("rag.serve.server:app_factory", factory=True, workers=settings.workers, host=settings.host,
+                port=settings.port, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict:
+    """How uvicorn runs the app, apart from where it listens."""
+    return {
+        "log_level": "warning",
+        # Longer than a proxy's pooled keep-alive (nginx: 60 s), and past a race seen here: at
+        # 140+ req/s on 50 connections uvicorn's 5 s default dropped 3 requests in 40 s (httpx
+        # ReadError; Kludex/uvicorn#1637, lsst-sqre/phalanx#5103); none at 75 s.
+        "timeout_keep_alive": 75,
+        "access_log": False,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so anyone
+        # on this machine (or a proxy passing the header through) could pick
+        # their own address and dodge the rate limit. Believe a proxy only when
+        # one is configured.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+    }

@@ -1,0 +1,261 @@
+"""The chat page: a Gradio chat that streams the pipeline's cited answers.
+
+All text from members and from the documents is escaped before Gradio's Markdown
+sees it, so it shows as typed and can never become HTML. Only the fixed safety
+messages, which we wrote, are rendered as Markdown.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from html import escape
+
+import gradio as gr
+
+from ..errors import RagError
+from ..ingest.dates import display
+from ..pipeline import Pipeline
+from ..types import Answer, Citation, Contact, Fix, Piece
+from .feedback import FeedbackStore
+from .ratelimit import RateLimiter
+from .sources import file_url, source_url
+
+EXAMPLES = [
+    "Has a strike date been set?",
+    "What is Kaiser proposing about layoffs?",
+    "How many therapy appointments did Kaiser cancel during the 2022 strike?",
+    "Who is Molly Parsons?",
+]
+INTRO = (
+    "# Strike Q&A\n"
+    "Ask about the strike. Every answer is quoted **only from the union's documents**, "
+    "with numbered sources you can open and check.\n\n"
+    "This is **not a crisis service**. If you are in crisis, **call or text 988**."
+)
+# System fonts only: a web font would be fetched from the internet on every page load.
+THEME = gr.themes.Default(
+    primary_hue="red", neutral_hue="slate",
+    font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+CSS = """
+.gradio-container { max-width: 860px !important; margin: 0 auto; }
+#intro h1 { margin-bottom: .25rem; }
+#documents { font-size: .85rem; opacity: .85; }
+/* A long pasted word must not widen a phone page ("break-word" still does). */
+#chat .message-content, #chat .message-content * { overflow-wrap: anywhere !important; }
+/* Gradio's 32px margins waste a phone's width. Not in @media: Gradio scopes rules
+   inside media queries to its content area, where .main.app is not. */
+.gradio-container .main.app { padding-left: clamp(8px, 4vw, 32px) !important;
+  padding-right: clamp(8px, 4vw, 32px) !important; }
+@media (max-width: 480px) {
+  #intro h1 { font-size: 1.4rem; }
+}
+"""
+STREAM_PAUSE_S = 0.04  # between sentences: enough to read as streaming, too short to wait for
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
+
+
+def md_escape(text: str) -> str:
+    """Text that Markdown shows literally and that can never open an HTML tag."""
+    return escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+def printable(text: str) -> str:
+    """Text Gradio can send: a lone surrogate (from a broken paste) would end the chat's stream."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def cited_markdown(pieces: tuple[Piece, ...], citations: tuple[Citation, ...]) -> str:
+    """Escaped answer text, each piece followed by a [n] link to the passage it quotes."""
+    by_n = {c.n: c for c in citations}
+    out = []
+    for p in pieces:
+        out.append(md_escape(p.text))
+        if p.n is not None:
+            c = by_n.get(p.n)
+            marker = rf"\[{p.n}\]"
+            out.append(f" [{marker}]({source_url(c)})" if c else f" {marker}")
+    return " ".join(out)
+
+
+def streamed_markdown(sentences: list) -> str:
+    """Generated sentences verified so far (generation.Sentence), each with its linked [n]."""
+    return " ".join(md_escape(s.text) + "".join(rf" [\[{c.n}\]]({source_url(c)})" for c in s.citations)
+                    for s in sentences)
+
+
+def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
+    lines = [f"\n\n**{heading}**"]
+    for c in citations:
+        page = f", page {c.page}" if c.page else ""
+        pdf = f" · [PDF{page}]({url})" if (url := file_url(c)) else ""
+        quote = c.quote if c.quote[:1] in "“\"‘'" else f"“{c.quote}”"  # some quotes bring their own
+        where = ", ".join(p for p in (c.section, display(c.date)) if p)
+        page += f" ({md_escape(where)})" if where else ""
+        lines.append(f"\n\n**{c.n}.** *{md_escape(c.title)}*{page} — {md_escape(quote)} "
+                     f"[Open passage]({source_url(c)}){pdf}")
+    return "".join(lines)
+
+
+def contact_markdown(contact: Contact) -> str:
+    """ "You can ask <name>: <link> · <phone> · <e-mail>"; the settings checked each part."""
+    ways = []
+    if contact.url:
+        ways.append(f"[{md_escape(contact.url)}]({contact.url})")
+    if contact.phone:
+        ways.append(f"[{md_escape(contact.phone)}](tel:{''.join(c for c in contact.phone if c.isdigit() or c == '+')})")
+    if contact.email:
+        ways.append(f"[{md_escape(contact.email)}](mailto:{contact.email})")
+    return f"You can ask **{md_escape(contact.name)}**: " + " · ".join(ways)
+
+
+def answer_markdown(answer: Answer, upto: int | None = None) -> str:
+    """The chat message for an answer; ``upto`` pieces only while streaming."""
+    if answer.kind in ("crisis", "medical"):
+        return answer.text  # our own fixed Markdown
+    if answer.pieces:
+        body = cited_markdown(answer.pieces[:upto], answer.citations)
+        if upto is not None:
+            return body
+        body += sources_markdown(answer.citations, "Sources")
+    else:
+        body = md_escape(answer.text)
+        if answer.contact:
+            body += "\n\n" + contact_markdown(answer.contact)
+        if answer.related and upto is None:
+            body += sources_markdown(answer.related, "Closest passages (they may not answer your question)")
+    if answer.corrected and upto is None:
+        body = corrected_markdown(answer.corrected) + "\n\n" + body
+    if answer.notice:
+        body += "\n\n---\n\n" + answer.notice  # our own fixed Markdown
+    return body
+
+
+def corrected_markdown(fixes: tuple[Fix, ...]) -> str:
+    """The words read otherwise than typed, so a wrong guess is plain to see."""
+    read = ", ".join(f"“{md_escape(f.typed)}” as “{md_escape(f.word)}”" for f in fixes)
+    return f"*Read {read}.*"
+
+
+def documents_markdown(pipeline: Pipeline) -> str:
+    index = pipeline.index
+    titles = sorted({d.title for d in index.documents.values()})
+    return (f"**Documents used** (index built {_when(index.manifest.built_at)}): "
+            + " · ".join(f"*{md_escape(t)}*" for t in titles))
+
+
+def _when(stamp: str) -> str:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%d %b %Y, %H:%M UTC")
+    except ValueError:
+        return stamp
+
+
+def plain_history(turns: list[dict]) -> list[dict]:
+    """The conversation as the pipeline reads it: plain text, no notices."""
+    return [{"role": t["role"], "content": t["content"]} for t in turns
+            if t["role"] in ("user", "assistant") and t.get("kind") != "notice" and t["content"]]
+
+
+def _chat(turns: list[dict]) -> list[dict]:
+    return [{"role": t["role"], "content": t["display"]} for t in turns]
+
+
+def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> gr.Blocks:
+    """The chat page. Outputs are always (textbox, chatbot, turns); ``turns`` is the truth.
+
+    ``turns`` (a gr.State) holds one record per chat message: its plain text for
+    the pipeline's follow-up handling, its Markdown for display, and for answers
+    what a like or dislike must store. The chatbot only ever shows ``turns``.
+    """
+    def respond(message: str, turns: list[dict], request: gr.Request) -> Iterator[tuple]:
+        message = (message or "").strip()
+        if not message:
+            yield "", _chat(turns), turns
+            return
+        history = plain_history(turns)
+        turns = [*turns, {"role": "user", "content": printable(message), "display": md_escape(printable(message))}]
+        yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
+        streamed: list = []  # generated sentences, each shown as soon as it is verified
+        try:
+            limiter.check(request.client.host if request and request.client else "unknown")
+            for event in pipeline.stream(message, history):
+                if isinstance(event, Answer):
+                    answer = event
+                    break
+                streamed.append(event)
+                yield "", _chat(turns) + [{"role": "assistant", "content": streamed_markdown(streamed)}], turns
+            store.record_answer(answer)
+        except RagError as exc:  # too fast, too long, no index: say so plainly, in the chat
+            turns = [*turns, _notice(str(exc))]
+            yield "", _chat(turns), turns
+            return
+        for n in range(1, len(answer.pieces) if not streamed else 0):
+            partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
+            yield "", _chat(turns) + [partial], turns
+            time.sleep(STREAM_PAUSE_S)
+        turns = [*turns, _answer_turn(answer, store.answer_id())]
+        yield "", _chat(turns), turns
+
+    def client(request: gr.Request | None) -> str:
+        return request.client.host if request and request.client else "unknown"
+
+    def rate(turns: list[dict], data: gr.LikeData, request: gr.Request) -> None:
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        if data.liked not in (True, False) or not 0 <= index < len(turns):
+            return  # an undone vote, or a message that is not an answer
+        turn = turns[index]
+        if turn["role"] != "assistant" or "question" not in turn:
+            return
+        try:  # the same limit as the API's; a vote over it is dropped quietly
+            limiter.check("feedback:" + client(request))
+            store.record_rating(data.liked, turn["question"], turn["content"], turn["citations"],
+                                kind=pipeline.private_kind(turn["question"], turn["content"]) or turn["kind"], answer_id=turn["answer_id"])
+        except RagError:
+            pass
+
+    def fill_example(evt: gr.SelectData) -> str:
+        return evt.value["text"]
+
+    with gr.Blocks(title="Strike Q&A", analytics_enabled=False, fill_height=True) as demo:
+        gr.Markdown(INTRO, elem_id="intro")
+        turns = gr.State([])
+        chatbot = gr.Chatbot(
+            label="Conversation", show_label=False, elem_id="chat", scale=1, min_height=320,
+            examples=[{"text": q} for q in EXAMPLES], layout="bubble",
+            placeholder="Ask a question about the strike, or pick one of these:",
+            feedback_options=("Like", "Dislike"), buttons=["copy"],
+            sanitize_html=True, allow_tags=False, latex_delimiters=[],
+        )
+        textbox = gr.Textbox(label="Your question", show_label=False, elem_id="question",
+                             placeholder="Ask about the strike…", submit_btn="Ask", autofocus=True,
+                             lines=1, max_lines=4)
+        # Not a page-load event: with one, a question sent while the load
+        # event's stream is closing can be lost by Gradio's client (seen in our
+        # browser tests). Refreshed after each answer instead, which also shows
+        # a new index build picked up without a restart.
+        documents = gr.Markdown(documents_markdown(pipeline), elem_id="documents")
+        flow = dict(fn=respond, inputs=[textbox, turns], outputs=[textbox, chatbot, turns],
+                    show_progress="hidden")
+        refresh = dict(fn=lambda: documents_markdown(pipeline), outputs=documents, show_progress="hidden")
+        textbox.submit(**flow).then(**refresh)
+        chatbot.example_select(fill_example, None, textbox).then(**flow).then(**refresh)
+        chatbot.like(rate, [turns], None)
+        chatbot.clear(lambda: [], None, turns)
+    # The pipeline is thread-safe; Gradio's default of one run at a time would queue everyone.
+    demo.queue(default_concurrency_limit=8)
+    return demo
+
+
+def _answer_turn(answer: Answer, answer_id: str) -> dict:
+    return {"role": "assistant", "content": answer.text, "display": answer_markdown(answer),
+            "kind": answer.kind, "question": answer.question, "citations": answer.to_json()["citations"],
+            "answer_id": answer_id}  # a second vote on this answer replaces the first
+
+
+def _notice(text: str) -> dict:
+    """A message from the app, not an answer: never rated, never part of the history."""
+    return {"role": "assistant", "content": "", "display": md_escape(text), "kind": "notice"}
