@@ -71,3 +71,10 @@ def test_spelling_can_be_turned_off(corpus_settings, pipeline):
     off = Pipeline(replace(corpus_settings, spelling=False), embedder=pipeline.embedder)
     answer = off.ask("How many therapy apointments did Kaiser cancel during the 2022 strke?")
     assert answer.corrected == ()
+
+
+def test_offsets_are_the_questions_own_whatever_comes_before(speller):
+    question = "İstanbul office: how much sick leve?"  # "İ".lower() is two characters
+    spelling = speller.correct(question)
+    assert spelling.text == "İstanbul office: how much sick leave?"
+    assert [question[f.start:f.end] for f in spelling.fixes] == ["leve"]

@@ -24,6 +24,7 @@ from functools import lru_cache
 from ..types import Fix
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+_TYPED = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*")  # found in the question itself, so offsets are its own
 MIN_LENGTH = 4  # shorter words are one edit from too many others ("osu", "pto", "ceo")
 
 
@@ -37,6 +38,8 @@ def word_counts(texts: Iterable[str]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Spelling:
+    """A question as read: its text with the fixes applied, and the fixes."""
+
     text: str  # the question with every fix applied
     fixes: tuple[Fix, ...] = ()
 
@@ -63,10 +66,10 @@ class Speller:
 
     def correct(self, question: str) -> Spelling:
         fixes = []
-        lowered = question.lower().replace("’", "'")  # same length: offsets hold in both
         first, shouting = True, question.isupper()  # all in capitals: no word is an acronym
-        for m in _WORD.finditer(lowered):
-            typed, shown, opens = m.group(0), question[m.start():m.end()], first
+        for m in _TYPED.finditer(question):
+            shown, opens = m.group(0), first
+            typed = shown.lower().replace("’", "'")
             first = False
             if len(typed) < self.min_length or typed in self._corpus or typed in self._english:
                 continue
@@ -83,7 +86,6 @@ class Speller:
             at = f.end
         out.append(question[at:])
         return Spelling("".join(out), tuple(fixes))
-
 
     def _best(self, typed: str) -> str | None:
         """The most frequent corpus word one edit from ``typed`` (ties: alphabetical, so every
