@@ -78,3 +78,31 @@ def test_offsets_are_the_questions_own_whatever_comes_before(speller):
     spelling = speller.correct(question)
     assert spelling.text == "İstanbul office: how much sick leave?"
     assert [question[f.start:f.end] for f in spelling.fixes] == ["leve"]
+
+
+def test_typos_alone_do_not_put_a_resources_line_under_an_answer(tmp_path, embedder):
+    from rag.config import Settings
+    from rag.ingest.run import ingest
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "contract.txt").write_text("Sick leave\nFull time employees shall accrue eight (8) hours of sick "
+                                         "leave with pay for each full month they are in pay status.\n")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", data_dir=tmp_path / "data")
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    pipeline = Pipeline(settings, embedder=embedder)
+    typo = "how much sick leve do i acrue per month"
+    assert pipeline.detector.verdict(typo) == "concern"  # the detector hears distress in the typos
+    answer = pipeline.ask(typo)
+    assert "eight (8) hours" in answer.text and answer.corrected and answer.notice == ""
+    # Distress that is really there keeps its line, typos or not.
+    upset = "I've felt so hopeless and alone since my therapist left. How much sick leve do I acrue?"
+    assert pipeline.ask(upset).notice and "988" in pipeline.ask(upset).notice
+
+
+def test_a_follow_up_reads_the_earlier_question_spelled_right(pipeline):
+    history = [{"role": "user", "content": "How many therapy apointments did Kaiser cancel?"},
+               {"role": "assistant", "content": "A state investigation found 111,803."}]
+    answer = pipeline.ask("and during the 2022 strike?", history)
+    assert "apointments" not in answer.standalone_question and "appointments" in answer.standalone_question
+    assert answer.corrected == ()  # nothing the member just typed was changed
