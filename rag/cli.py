@@ -129,6 +129,8 @@ def _ask(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         return 0
+    if answer.corrected:
+        print("Read " + ", ".join(f"“{f.typed}” as “{f.word}”" for f in answer.corrected) + ".\n")
     print(answer.text)
     if answer.contact:
         c = answer.contact

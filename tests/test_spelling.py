@@ -106,3 +106,13 @@ def test_a_follow_up_reads_the_earlier_question_spelled_right(pipeline):
     answer = pipeline.ask("and during the 2022 strike?", history)
     assert "apointments" not in answer.standalone_question and "appointments" in answer.standalone_question
     assert answer.corrected == ()  # nothing the member just typed was changed
+
+
+def test_rag_ask_says_what_it_read(corpus_settings, capsys):
+    from rag.cli import main
+
+    assert main(["ask", "How many therapy apointments did Kaiser cancel during the 2022 strke?",
+                 "--index", str(corpus_settings.index_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Read “apointments” as “appointments”, “strke” as “strike”."
+    assert "111,803" in out[2]
