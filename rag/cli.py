@@ -122,6 +122,7 @@ def _ingest(args, settings: Settings) -> int:
 def _ask(args, settings: Settings) -> int:
     from .ingest.dates import display
     from .pipeline import Pipeline
+    from .types import read_as
 
     if args.top_k is not None and args.top_k <= 0:
         raise ValueError(f"--top-k must be > 0, got {args.top_k}")
@@ -130,7 +131,7 @@ def _ask(args, settings: Settings) -> int:
         print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         return 0
     if answer.corrected:
-        print("Read " + ", ".join(f"“{f.typed}” as “{f.word}”" for f in answer.corrected) + ".\n")
+        print(read_as(answer.corrected) + "\n")
     print(answer.text)
     if answer.contact:
         c = answer.contact

@@ -193,9 +193,10 @@ def _parse(name: str, raw: str, default):
     if isinstance(default, Path):
         return Path(raw).expanduser()  # relative: under home (see Settings.__post_init__)
     if isinstance(default, bool):  # before int: bool("0") is True
-        if raw.strip().lower() in ("1", "true", "yes", "on"):
+        word = raw.strip().lower()
+        if word in ("1", "true", "yes", "on"):
             return True
-        if raw.strip().lower() in ("0", "false", "no", "off"):
+        if word in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"RAG_{name.upper()} must be true or false (1/0, yes/no, on/off), got {raw!r}")
     if isinstance(default, tuple):

@@ -130,7 +130,8 @@ class Pipeline:
         notice = verdict.message if verdict else ""  # "concern": answer, with resources under it
         question = _check_length(text, self.settings.max_question_chars)
         retriever = self.retriever()
-        spelling = retriever.index.speller.correct(question) if self.settings.spelling else Spelling(question)
+        speller = retriever.index.speller if self.settings.spelling else None
+        spelling = speller.correct(question) if speller else Spelling(question)
         typed = spelling.text  # what the member meant to type: searched and read in their place
         if notice and spelling.fixes and screen(typed, self.detector) is None:
             # Misspelt words alone made the detector hear distress ("how much sick leve do i
@@ -138,8 +139,8 @@ class Pipeline:
             # so: a crisis verdict returned above, on the words as typed.
             notice = ""
         query = standalone(typed, history)
-        if self.settings.spelling and query != typed:
-            query = retriever.index.speller.correct(query).text  # earlier turns' typos too
+        if speller and query != typed:
+            query = speller.correct(query).text  # earlier turns' typos too
         timings = {"prepare": _ms(started)}
         t = time.perf_counter()
         vector = retriever.embed_query(query)

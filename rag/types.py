@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -121,6 +122,12 @@ class Fix:
 
     def to_json(self) -> dict:
         return {"typed": self.typed, "word": self.word}
+
+
+def read_as(fixes: tuple[Fix, ...], escape: Callable[[str], str] = str) -> str:
+    """'Read “leve” as “leave”, “acrue” as “accrue”.': what an answer says of its fixes,
+    each word passed through ``escape`` (the chat's Markdown escaping)."""
+    return "Read " + ", ".join(f"“{escape(f.typed)}” as “{escape(f.word)}”" for f in fixes) + "."
 
 
 @dataclass(frozen=True)

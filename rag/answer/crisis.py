@@ -81,6 +81,7 @@ def pieces(text: str, max_chars: int, max_pieces: int = MAX_PIECES) -> list[Part
     """
     text = literal(text[:max_chars])
     out: list[Part] = []
+    seen: set[str] = set()  # every piece's text so far: a clause is not read twice
     for sentence in _SENTENCE_END.split(text):
         words = sentence.split()
         if not words:
@@ -91,16 +92,16 @@ def pieces(text: str, max_chars: int, max_pieces: int = MAX_PIECES) -> list[Part
         else:
             step = WINDOW_WORDS // 2
             out.extend(Part(" ".join(words[i:i + WINDOW_WORDS])) for i in range(0, len(words) - step, step))
+        seen.update(p.text for p in out[first:])
         if len(words) >= CLAUSE_WORDS:
             whole = tuple(range(first, len(out)))
             clauses = [" ".join(c.split()) for c in _CLAUSE.split(" ".join(words[:WINDOW_WORDS * 2]))]
-            seen = {p.text for p in out}
             for c in clauses:
                 if len(c.split()) >= 3 and c not in seen:
                     out.append(Part(c, whole if _CONDITION.match(c) else ()))
                     seen.add(c)
     whole = " ".join(text.split())
-    if len(out) > 1 and len(whole) <= 400 and all(p.text != whole for p in out):
+    if len(out) > 1 and len(whole) <= 400 and whole not in seen:
         out.append(Part(whole))
     return out[:max_pieces]
 
@@ -204,15 +205,15 @@ class CrisisDetector:
         return self.head.decide(self.scores(text))
 
 
-def summarize(probs: np.ndarray, parts: list[Part], gate: float | None = None) -> Scores:
+def summarize(probs: np.ndarray, parts: list[Part], gate: float) -> Scores:
     """One message's verdict inputs: its most worrying piece.
 
     Clauses are read so that one dangerous thought inside a long sentence is not diluted by the
     rest. A condition read alone is heard as danger, though: "If my mom dies" scored P(crisis)
     0.98 inside "If my mom dies, how many paid days off do I get?", which as a whole scores
-    0.04, and a grieving member got the crisis response instead of the answer. So with ``gate``
-    (the head's concern threshold) a condition raises the crisis score only where its sentence
-    reads as distress: "If I kill myself, will my family get my pension?" does (0.47), and its
+    0.04, and a grieving member got the crisis response instead of the answer. So a condition
+    raises the crisis score only where its sentence reads as distress (``gate``, the head's
+    concern threshold): "If I kill myself, will my family get my pension?" does (0.47), and its
     condition still decides. Elsewhere it still counts as distress, so such a message is
     answered with the resources line under it. Only conditions: gating every clause lost
     "The suicidal thoughts are getting more and more frequent" (README, "Crisis screen")."""
@@ -220,6 +221,6 @@ def summarize(probs: np.ndarray, parts: list[Part], gate: float | None = None) -
         return Scores(0.0, 0.0, "")
     distress = probs[:, 1] + probs[:, 2]
     crisis = [i for i, p in enumerate(parts)
-              if gate is None or not p.within or max(distress[j] for j in p.within) >= gate]
+              if not p.within or max(distress[j] for j in p.within) >= gate]
     worst = max(crisis, key=lambda i: probs[i, 2])
     return Scores(float(probs[worst, 2]), float(distress.max()), parts[worst].text)

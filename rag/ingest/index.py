@@ -201,9 +201,10 @@ class Index:
 
         stored = np.asarray(vectors, dtype=np.float16).reshape(len(chunks), manifest.dim)
         dense = build_dense(stored, manifest.dense or dense_spec(len(chunks)))
-        lexical = LexicalIndex.build([f"{c.title}\n{c.section}\n{c.text}" for c in chunks])
+        searched = [f"{c.title}\n{c.section}\n{c.text}" for c in chunks]  # what a question's words meet
+        lexical = LexicalIndex.build(searched)
         idf = Idf(*idf_table(c.text for c in chunks))
-        words = word_counts(f"{c.title}\n{c.section}\n{c.text}" for c in chunks)
+        words = word_counts(searched)
         return cls(manifest, documents, chunks, dense, lexical, stored, sentences, idf, words)
 
     @property

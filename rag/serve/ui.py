@@ -17,7 +17,7 @@ import gradio as gr
 from ..errors import RagError
 from ..ingest.dates import display
 from ..pipeline import Pipeline
-from ..types import Answer, Citation, Contact, Fix, Piece
+from ..types import Answer, Citation, Contact, Fix, Piece, read_as
 from .feedback import FeedbackStore
 from .ratelimit import RateLimiter
 from .sources import file_url, source_url
@@ -136,8 +136,7 @@ def answer_markdown(answer: Answer, upto: int | None = None) -> str:
 
 def corrected_markdown(fixes: tuple[Fix, ...]) -> str:
     """The words read otherwise than typed, so a wrong guess is plain to see."""
-    read = ", ".join(f"“{md_escape(f.typed)}” as “{md_escape(f.word)}”" for f in fixes)
-    return f"*Read {read}.*"
+    return f"*{read_as(fixes, md_escape)}*"
 
 
 def documents_markdown(pipeline: Pipeline) -> str:
