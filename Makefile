@@ -72,7 +72,8 @@ crisis-model: $(STAMP)
 bench-crisis: $(STAMP)
 	$(PY) scripts/bench_crisis.py
 
-# The reader (models/reader/, a question tower) from SQuAD 2.0 in ../shared: seeded, ~6 minutes on 2 cores.
+# The reader (models/reader/, a question tower; it ships, off by default) from SQuAD 2.0 in ../shared:
+# seeded, ~5 minutes on 2 cores. Its threshold: scripts/bench_reader.py --threshold T (see its model card).
 reader-model: $(STAMP)
 	$(VENV)/bin/rag train-reader --out models/reader
 

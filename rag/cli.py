@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--pairs", type=int, help="cross-encoder: cap on training pairs (a seeded sample; default: all, ~19k)")
     tr.add_argument("--questions", type=int, help="tower: cap on training questions (a seeded sample; default: all)")
     tr.add_argument("--epochs", type=int, help="passes over the data (default: tower 5, cross-encoder 1)")
+    tr.add_argument("--absent-share", type=float, default=0.0,
+                    help="tower: share of answerable questions also asked without their paragraph, "
+                         "to be answered 'none' (default 0)")
     tr.add_argument("--calibration-questions", type=int,
                     help="held-out SQuAD questions to calibrate on (default: tower all ~1,060, cross-encoder 250)")
     tr.set_defaults(run=_train_reader)
@@ -186,6 +189,8 @@ def _train_reader(args, settings: Settings) -> int:
                         ("--calibration-questions", args.calibration_questions)):
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be > 0, got {value}")
+    if not 0.0 <= args.absent_share <= 1.0:
+        raise ValueError(f"--absent-share is a share in [0, 1], got {args.absent_share}")
     squad = args.squad or default_squad()
     if not squad.is_file():
         raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
@@ -197,7 +202,8 @@ def _train_reader(args, settings: Settings) -> int:
 
     epochs = {"epochs": args.epochs} if args.epochs else {}
     if args.design == "tower":
-        report = train_tower(squad, args.out, seed=args.seed, max_questions=args.questions, progress=progress, **epochs)
+        report = train_tower(squad, args.out, seed=args.seed, max_questions=args.questions,
+                             absent_share=args.absent_share, progress=progress, **epochs)
         print(f"trained on {report.pairs} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
         cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
         print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "

@@ -100,3 +100,63 @@ def test_rag_train_reader_rejects_counts_below_one(tmp_path, capsys, flag):
     assert main(["train-reader", flag, "0", "--out", str(tmp_path / "x")]) != 0
     err = capsys.readouterr().err
     assert err.startswith(f"error: {flag} must be > 0") and not (tmp_path / "x").exists()
+
+
+def test_absent_examples_leave_out_the_paragraph_and_every_answer():
+    """Design E's "the documents don't say" examples: the question's own paragraph is gone, the
+    article's paragraph sharing most words comes first, and no paragraph holding an answer text
+    is offered (SQuAD repeats answers across paragraphs)."""
+    import random
+
+    from rag.answer.training import QAItem, absent_candidates, group_by_article
+
+    def item(qid, paragraph, sentences, positives=(), question="When was the dam on the river built?",
+             answers=()):
+        return QAItem(qid, "Dams", question, "Dams", tuple(sentences), frozenset(positives), paragraph,
+                      tuple(answers))
+
+    own = item("q1", 0, ["The dam on the river was built in 1936.", "It is tall."], {0}, answers=("1936",))
+    close = item("q2", 1, ["The river floods each spring.", "The dam holds the water back."])
+    repeat = item("q3", 2, ["Work on the dam ended in 1936.", "Workers came from far away."])
+    far = item("q4", 3, ["Tourists visit in summer.", "Tickets cost ten dollars."])
+    by_article = group_by_article([own, close, repeat, far])
+    sentences, labels = absent_candidates(own, by_article, random.Random(13), distractors=2)
+    assert sentences[:2] == list(close.sentences)  # most shared words ("dam", "river")
+    assert not any(labels) and len(sentences) == len(labels) == 4
+    assert not any("1936" in s for s in sentences) and not set(sentences) & set(own.sentences)
+    alone = {"Dams": [own, repeat]}
+    assert absent_candidates(own, alone, random.Random(13)) is None  # every other paragraph holds "1936"
+
+
+def test_train_reader_rejects_an_absent_share_outside_zero_to_one(tmp_path, capsys):
+    from rag.cli import main
+
+    assert main(["train-reader", "--absent-share", "1.5", "--out", str(tmp_path / "x")]) != 0
+    assert "--absent-share is a share in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_shipped_reader_loads_offline_as_its_card_says():
+    """models/reader/ is a question tower trained here (seed 13, the whole model's upper layers),
+    with its calibration and dev-half threshold, small enough to ship."""
+    from rag.answer.reader import SHIPPED, load_reader
+
+    reader = load_reader("shipped")
+    assert isinstance(reader, QuestionTower) and reader.path == SHIPPED
+    assert reader.meta["seed"] == 13 and reader.meta["base_model"] == "bundled"
+    assert reader.meta["questions"] == 3938 and reader.meta["absent_examples"] == 0
+    assert reader.features == TOWER_FEATURES and 0 < reader.threshold < 1
+    assert (SHIPPED / TOWER_FILE).stat().st_size < 50_000_000
+    card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"{reader.threshold:.2f}" in card and "rag train-reader" in card
+
+
+def test_the_shipped_reader_answers_and_refuses_through_the_pipeline(corpus_settings, embedder):
+    pipe = Pipeline(replace(corpus_settings, reader_model="shipped"), embedder=embedder)
+    assert isinstance(pipe.answerer.reader, QuestionTower)
+    answer = pipe.ask("How many therapy appointments were cancelled during the strike?")
+    assert not answer.refused and "111,803" in answer.citations[0].quote
+    for c in answer.citations:
+        assert pipe.index.documents[c.doc_id].text[c.start:c.end] == c.quote
+    refused = pipe.ask("Who won the 2018 World Cup?")
+    assert refused.refused and refused.kind == "not_found"

@@ -51,6 +51,7 @@ class QAItem:
     sentences: tuple[str, ...]
     positives: frozenset[int]  # empty: the passage does not answer (SQuAD 2.0 "impossible")
     paragraph: int
+    answers: tuple[str, ...] = ()  # the answer spans' texts (none for an unanswerable question)
 
     @property
     def answerable(self) -> bool:
@@ -103,7 +104,7 @@ def load_squad(path: Path) -> list[QAItem]:
                 if answers and not hit:
                     continue  # an answer our splitter cannot place: skip, don't mislabel
                 items.append(QAItem(qa["id"], article["title"], qa["question"], heading, sentences,
-                                    frozenset(hit), p_no))
+                                    frozenset(hit), p_no, tuple(sorted({a["text"] for a in answers}))))
     return items
 
 
@@ -317,9 +318,32 @@ def tower_candidates(item: QAItem, by_article: dict[str, list[QAItem]], rng: ran
     return sentences, labels
 
 
+def absent_candidates(item: QAItem, by_article: dict[str, list[QAItem]], rng: random.Random,
+                      distractors: int = 4) -> tuple[list[str], list[bool]] | None:
+    """An answerable question asked where its answer is missing, as a user asks the union's
+    documents what they never say: the candidates retrieval would hand over without the
+    question's own paragraph (the article's paragraph sharing most words with the question,
+    and a few sentences of others), none holding an answer text. None when the article has
+    no such paragraph."""
+    paragraphs = {o.paragraph: o.sentences for o in by_article[item.article] if o.paragraph != item.paragraph}
+    answers = [a.lower() for a in item.answers]
+    clean = {p: sents for p, sents in paragraphs.items()
+             if not any(a in " ".join(sents).lower() for a in answers)}
+    if not clean:
+        return None
+    terms = content_terms(item.question)
+    ranked = sorted(clean, key=lambda p: (-len(terms & content_terms(" ".join(clean[p]))), p))
+    sentences = list(clean[ranked[0]])
+    rest = ranked[1:]
+    for _ in range(distractors if rest else 0):
+        other = clean[rng.choice(rest)]
+        sentences.append(other[rng.randrange(len(other))])
+    return sentences, [False] * len(sentences)
+
+
 def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled", seed: int = 13,
                 epochs: int = 5, train_layers: int = 6, lr: float = 5e-5, batch_size: int = 32,
-                distractors: int = 4, max_questions: int | None = None,
+                distractors: int = 4, max_questions: int | None = None, absent_share: float = 0.0,
                 progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
     """Fine-tune the question side of MiniLM on the train articles; sentences keep the base
     model's vectors (the ones ingest stores), so only questions are encoded with gradients.
@@ -328,6 +352,8 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     in the batch (other articles only) and a "none of these" logit read off the question
     vector: an answerable question must pick a sentence holding its answer, an
     unanswerable one must pick none (SQuAD 2.0's no-answer, as its span readers learn it).
+    With ``absent_share`` > 0, that share of the answerable questions is also asked once
+    more without its paragraph (``absent_candidates``) and must pick none there too.
     """
     import numpy as np
     import torch
@@ -340,6 +366,8 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
 
     if batch_size <= 0 or epochs <= 0 or train_layers <= 0:
         raise ValueError(f"batch_size, epochs and train_layers must be > 0, got {batch_size}, {epochs}, {train_layers}")
+    if not 0.0 <= absent_share <= 1.0:
+        raise ValueError(f"absent_share is a share in [0, 1], got {absent_share}")
     hf_logging.set_verbosity_error()
     random.seed(seed)
     np.random.seed(seed)
@@ -353,6 +381,11 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     if not train:
         raise ValueError(f"no training questions from {squad_path}")
     examples = [(it, *tower_candidates(it, by_article, rng, distractors)) for it in train]
+    # A generator of its own, so the other examples and their order do not depend on the share.
+    absent_rng = random.Random(seed + 1)
+    asked = [it for it in train if it.answerable and absent_share and absent_rng.random() < absent_share]
+    absent = [(it, cands) for it in asked if (cands := absent_candidates(it, by_article, absent_rng, distractors))]
+    examples += [(it, *cands) for it, cands in absent]
     model = SentenceTransformer(resolve_model(base_model), device="cpu")
     texts = sorted({s for _, sents, _ in examples for s in sents})
     frozen = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_tensor=True)
@@ -401,7 +434,8 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     meta = {"format": TOWER_FORMAT, "base_model": base_model, "scale": TOWER_SCALE, "seed": seed,
             "questions": len(examples), "answerable": sum(it.answerable for it, _, _ in examples),
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "train_layers": len(trained),
-            "distractors": distractors, "train_seconds": round(seconds, 1),
+            "distractors": distractors, "absent_share": absent_share, "absent_examples": len(absent),
+            "train_seconds": round(seconds, 1),
             "calibration": {"features": ["margin"], "weights": [1.0], "bias": 0.0}}
     (out_dir / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     positives = sum(sum(labels) for _, _, labels in examples)
