@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                          "to be answered 'none' (default 0)")
     tr.add_argument("--calibration-questions", type=int,
                     help="held-out SQuAD questions to calibrate on (default: tower all ~1,060, cross-encoder 250)")
+    tr.add_argument("--threshold", type=float,
+                    help="record this refusal threshold (a probability, chosen on the eval sets' dev halves with "
+                         "scripts/bench_reader.py) in reader.json; without it the reader refuses below 0.5")
     tr.set_defaults(run=_train_reader)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
@@ -191,6 +194,8 @@ def _train_reader(args, settings: Settings) -> int:
             raise ValueError(f"{flag} must be > 0, got {value}")
     if not 0.0 <= args.absent_share <= 1.0:
         raise ValueError(f"--absent-share is a share in [0, 1], got {args.absent_share}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold is a probability in [0, 1], got {args.threshold}")
     squad = args.squad or default_squad()
     if not squad.is_file():
         raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
@@ -208,13 +213,18 @@ def _train_reader(args, settings: Settings) -> int:
         cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
         print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
               f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
-        return 0
-    report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress, **epochs)
-    print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "
-          f"({report.pairs_per_second:.1f} pairs/s)")
-    cal = calibrate_reader(args.out, squad, limit=args.calibration_questions or 250, seed=args.seed)
-    print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} sentences); "
-          f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
+    else:
+        report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress, **epochs)
+        print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "
+              f"({report.pairs_per_second:.1f} pairs/s)")
+        cal = calibrate_reader(args.out, squad, limit=args.calibration_questions or 250, seed=args.seed)
+        print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} sentences); "
+              f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
+    if args.threshold is not None:
+        from .answer.reader import THRESHOLD_CHOSEN_ON, save_threshold
+
+        save_threshold(args.out, args.threshold, THRESHOLD_CHOSEN_ON)
+        print(f"refusal threshold {args.threshold} recorded")
     return 0
 
 

@@ -409,10 +409,9 @@ def main() -> int:
             print(f"{system:<18} MAP {m['MAP']:.3f}  MRR {m['MRR']:.3f}")
 
     if args.threshold is not None:
-        from rag.answer.reader import save_threshold
+        from rag.answer.reader import THRESHOLD_CHOSEN_ON, save_threshold
 
-        save_threshold(args.model, args.threshold, "the dev halves of eval/questions.jsonl and eval/seiu503.jsonl "
-                                                   "(scripts/bench_reader.py threshold grid)")
+        save_threshold(args.model, args.threshold, THRESHOLD_CHOSEN_ON)
         reader = QuestionTower(args.model) if tower else Reader(args.model)
     settings_min = Settings.from_env().min_answer_score
     settings_min = reader.threshold if settings_min is None else settings_min

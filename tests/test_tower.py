@@ -87,10 +87,12 @@ def test_rag_train_reader_builds_a_tower_from_the_command_line(tmp_path, capsys)
 
     out = tmp_path / "cli-tower"
     assert main(["train-reader", "--questions", "32", "--epochs", "1", "--calibration-questions", "20",
-                 "--out", str(out)]) == 0
+                 "--threshold", "0.2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "trained on 32 questions" in printed and "calibrated on 20 held-out questions" in printed
-    assert isinstance(load_reader(str(out)), QuestionTower)
+    tower = load_reader(str(out))
+    assert isinstance(tower, QuestionTower) and tower.threshold == 0.2
+    assert "dev halves" in tower.meta["threshold"]["chosen_on"]
 
 
 @pytest.mark.parametrize("flag", ["--epochs", "--questions", "--calibration-questions"])
@@ -128,11 +130,13 @@ def test_absent_examples_leave_out_the_paragraph_and_every_answer():
     assert absent_candidates(own, alone, random.Random(13)) is None  # every other paragraph holds "1936"
 
 
-def test_train_reader_rejects_an_absent_share_outside_zero_to_one(tmp_path, capsys):
+@pytest.mark.parametrize("flag, message", [("--absent-share", "--absent-share is a share in [0, 1], got 1.5"),
+                                           ("--threshold", "--threshold is a probability in [0, 1], got 1.5")])
+def test_train_reader_rejects_shares_outside_zero_to_one(tmp_path, capsys, flag, message):
     from rag.cli import main
 
-    assert main(["train-reader", "--absent-share", "1.5", "--out", str(tmp_path / "x")]) != 0
-    assert "--absent-share is a share in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main(["train-reader", flag, "1.5", "--out", str(tmp_path / "x")]) != 0
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
