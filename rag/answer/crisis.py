@@ -73,6 +73,9 @@ class Part:
     within: tuple[int, ...] = ()
 
 
+_WORDY = re.compile(r"\w")
+
+
 def pieces(text: str, max_chars: int, max_pieces: int = MAX_PIECES) -> list[Part]:
     """Sentences of the first ``max_chars`` characters, and their clauses; long ones as word windows.
 
@@ -84,8 +87,8 @@ def pieces(text: str, max_chars: int, max_pieces: int = MAX_PIECES) -> list[Part
     seen: set[str] = set()  # every piece's text so far: a clause is not read twice
     for sentence in _SENTENCE_END.split(text):
         words = sentence.split()
-        if not words:
-            continue
+        if not words or not _WORDY.search(sentence):
+            continue  # "...", "!": nothing for the model to read (its vector for bare punctuation is noise)
         first = len(out)
         if len(words) <= WINDOW_WORDS:
             out.append(Part(" ".join(words)))
