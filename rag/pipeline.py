@@ -75,6 +75,9 @@ class Pipeline:
         min_score = settings.min_answer_score
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
+        if not 0.0 <= min_score <= 1.0:  # both scales (the heuristic's, a reader's probability) are [0, 1]
+            raise ValueError(f"RAG_MIN_ANSWER_SCORE must be between 0 and 1 "
+                             f"({'a probability, with a reader on' if reader else 'on the heuristic scale'}), got {min_score}")
         self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader,
                                  read_top=settings.reader_candidates)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
