@@ -432,7 +432,7 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     state.update({f"null.{k}": v.detach().half().contiguous() for k, v in null.state_dict().items()})
     save_file(state, str(out_dir / TOWER_FILE))
     meta = {"format": TOWER_FORMAT, "base_model": base_model, "scale": TOWER_SCALE, "seed": seed,
-            "questions": len(examples), "answerable": sum(it.answerable for it, _, _ in examples),
+            "questions": len(train), "answerable": sum(it.answerable for it in train),
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "train_layers": len(trained),
             "distractors": distractors, "absent_share": absent_share, "absent_examples": len(absent),
             "train_seconds": round(seconds, 1),
