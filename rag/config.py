@@ -111,6 +111,14 @@ class Settings:
     # believed (e.g. "127.0.0.1" when nginx runs on this machine). Empty: no
     # proxy, every client is the socket's peer, and those headers are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # The address members use, e.g. "https://strike.union.example" (RAG_PUBLIC_URL). The chat
+    # page writes its own root URL into the page; when set, it is this, never a request's Host
+    # header, and requests for other hosts are refused. Set it whenever the app is public.
+    public_url: str = ""
+    # Open connections per server process; past it, new ones get 503 at once.
+    max_connections: int = 1000
+    # Days a stored unanswered question or rating is kept (RAG_RETENTION_DAYS); 0 keeps none.
+    retention_days: int = 90
     # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
     # and maps the same index files, so the index is held once. One per core.
     workers: int = 1
@@ -138,6 +146,12 @@ class Settings:
         if self.chunk_vectors not in ("pooled", "encoded"):
             raise ValueError(f"RAG_CHUNK_VECTORS must be 'pooled' or 'encoded', got {self.chunk_vectors!r}")
         check_precision(self.precision)
+        if self.public_url and not self.public_url.lower().startswith(("https://", "http://")):
+            raise ValueError(f"RAG_PUBLIC_URL must start with https:// or http://, got {self.public_url!r}")
+        if self.max_connections < 1:
+            raise ValueError(f"RAG_MAX_CONNECTIONS must be >= 1, got {self.max_connections}")
+        if self.retention_days < 0:
+            raise ValueError(f"RAG_RETENTION_DAYS must be >= 0, got {self.retention_days}")
         home = self.home.expanduser().resolve()
         object.__setattr__(self, "home", home)
         for name in ("corpus_dir", "index_dir", "data_dir"):

@@ -15,7 +15,7 @@ from .answer.conversation import standalone
 from .answer.crisis import CrisisDetector, CrisisHead
 from .answer.reader import QuestionTower, Reader, load_reader
 from .answer.retrieval import Retriever
-from .answer.safety import SENSITIVE, screen
+from .answer.safety import SENSITIVE, screen, storable
 from .answer.spelling import Spelling
 from .answer.updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 from .config import Settings
@@ -163,7 +163,8 @@ class Pipeline:
         if not chosen:
             return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
                           related=annotate(related(ranked), documents), standalone_question=query,
-                          timings_ms=timings, notice=notice, contact=self.contact, corrected=spelling.fixes)
+                          timings_ms=timings, notice=notice, contact=self.contact, corrected=spelling.fixes,
+                          storable=not notice and storable(text, self.detector))
         _, citations, pieces = compose(chosen, retriever.index)
         citations = annotate(citations, documents)
         labels = labels or date_labels(query, citations)
@@ -177,16 +178,14 @@ class Pipeline:
         return answer
 
     def private_kind(self, question: str, answer: str = "") -> str | None:
-        """"crisis", "medical" or "concern" if the exchange is one: its text is never stored.
-
-        The answer is checked for crisis only: answers quote articles about patients in
-        distress, and a rating of one is worth keeping.
-        """
-        verdict = screen(question, self.detector)
-        if verdict and verdict.kind in SENSITIVE:
-            return verdict.kind
-        verdict = screen(answer, self.detector) if answer else None
-        return "crisis" if verdict and verdict.kind == "crisis" else None
+        """Why an exchange may not be stored, or None if it may: the screen's sensitive verdict
+        on the question or the answer ("crisis", "medical", "concern"), else "private" where
+        safety.storable refuses the member's question. The store keeps the vote without its text."""
+        for text in (question, answer):
+            verdict = screen(text, self.detector) if text else None
+            if verdict and verdict.kind in SENSITIVE:
+                return verdict.kind
+        return None if storable(question, self.detector) else "private"
 
     def stream(self, question: str, history: Sequence[dict] | None = None,
                top_k: int | None = None) -> Iterator:

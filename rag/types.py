@@ -162,6 +162,7 @@ class Answer:
     mode: str = "extractive"  # "generated" when a language model wrote it and every sentence was verified
     dropped: int = 0  # generated sentences left out because no cited passage supports them
     corrected: tuple[Fix, ...] = ()  # words of the question read as document words (rag.answer.spelling)
+    storable: bool = False  # the question may be kept (safety.storable); only the pipeline says so
 
     @property
     def latency_ms(self) -> float:

@@ -45,8 +45,23 @@ def test_only_not_found_answers_are_kept_as_unanswered(settings):
     store = open_store(settings)
     for kind in ("answer", "not_found", "crisis", "medical", "invalid"):
         store.record_answer(Answer(f"question of kind {kind}", "text", refused=kind != "answer", kind=kind,
-                                   citations=(CITE,) if kind == "answer" else ()))
+                                   citations=(CITE,) if kind == "answer" else (), storable=True))
+    store.record_answer(Answer("not storable", "text", refused=True, kind="not_found", storable=False))
     assert [u.question for u in store.unanswered()] == ["question of kind not_found"]
+
+
+def test_old_rows_are_deleted_after_the_retention_period_and_zero_keeps_nothing(settings, tmp_path):
+    store = open_store(settings)
+    store.record_unanswered("Where do I park?")
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE unanswered SET created_at = '2020-01-01T00:00:00+00:00'")
+    store.record_unanswered("What time is the rally?")
+    reopened = FeedbackStore(store.path, 90)  # opening sweeps
+    assert [u.question for u in reopened.unanswered()] == ["What time is the rally?"]
+    nothing = FeedbackStore(tmp_path / "none.sqlite", 0)
+    nothing.record_unanswered("Where do I park?")
+    nothing.record_rating(True, "q", "a", [])
+    assert nothing.counts() == {"likes": 0, "dislikes": 0, "unanswered": 0}
 
 
 def test_a_rating_of_a_crisis_reply_does_not_keep_the_message(settings):
@@ -86,14 +101,14 @@ def test_parallel_processes_lose_no_record(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from rag.serve.feedback import FeedbackStore
-        store = FeedbackStore({str(db)!r})
+        store = FeedbackStore({str(db)!r}, 90)
         for i in range(50):
             store.record_rating(False, f"p{{sys.argv[1]}}-{{i}}", "a", [])
             store.record_unanswered(f"p{{sys.argv[1]}}-{{i}}")
     """)
     workers = [subprocess.Popen([sys.executable, "-c", code, str(n)], cwd=ROOT) for n in range(6)]
     assert [w.wait(timeout=120) for w in workers] == [0] * 6
-    assert FeedbackStore(db).counts() == {"likes": 0, "dislikes": 300, "unanswered": 300}
+    assert FeedbackStore(db, 90).counts() == {"likes": 0, "dislikes": 300, "unanswered": 300}
 
 
 def test_report_lists_dislikes_and_unanswered(settings, capsys):
@@ -171,7 +186,7 @@ def test_one_vote_per_answer_and_only_for_answers_we_gave(settings):
     store.record_rating(True, "q", "a", [], answer_id=answer_id)  # a change of mind replaces the vote
     assert store.counts() == {"likes": 1, "dislikes": 0, "unanswered": 0}
     # Ids are signed with a key in the database: another process's store accepts them, made-up ones fail.
-    assert FeedbackStore(store.path).valid_answer_id(answer_id)
+    assert FeedbackStore(store.path, 90).valid_answer_id(answer_id)
     nonce = answer_id.split(".")[0]
     for forged in (nonce + ".0", "abc", "", nonce, nonce + "." + "0" * 32):
         with pytest.raises(InvalidFeedbackError, match="can't be rated"):

@@ -61,6 +61,17 @@ def scripted_app(script: Script) -> FastAPI:
         if script.mode == "malformed":
             return StreamingResponse(iter(["data: {\"choices\": [{\"delta\": {\"content\": \"Kaiser\n\n"]),
                                      media_type="text/event-stream")
+        if script.mode.startswith("trickle"):  # 200 at once, then a byte every 0.2 s for 20 s
+            first = "data: " if script.mode == "trickle-sse" else "{"
+
+            async def trickle():
+                yield first
+                for _ in range(100):
+                    await asyncio.sleep(0.2)
+                    yield " "
+
+            kind = "text/event-stream" if script.mode == "trickle-sse" else "application/json"
+            return StreamingResponse(trickle(), media_type=kind)
         if script.mode == "not-json":
             return PlainTextResponse("<html>proxy error</html>", media_type="application/json")
         reply = script.reply(passages)
@@ -170,6 +181,19 @@ def test_failures_fall_back_to_the_extractive_answer(llm_pipeline, pipeline, scr
     assert answer.mode == "extractive" and answer.kind == "answer"
     assert answer.text == pipeline.ask(QUESTION).text
     assert logged in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["trickle-sse", "trickle-json"])
+def test_the_timeout_bounds_the_whole_exchange(llm_pipeline, pipeline, script, caplog, mode):
+    """A server that answers 200 and then sends a byte every 0.2 s (for 20 s) is cut off at the
+    1.5 s deadline, streamed or not, and the member gets the extractive answer."""
+    script.mode, script.reply = mode, true_and_fabricated
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="rag.answer.generation"):
+        answer = llm_pipeline.ask(QUESTION)
+    assert time.monotonic() - started < 6  # not the 20 s the trickle lasts
+    assert answer.mode == "extractive" and answer.text == pipeline.ask(QUESTION).text
+    assert "within 1.5 s" in caplog.text
 
 
 def test_a_model_that_is_down_gives_the_extractive_answer(corpus_settings, embedder, pipeline, caplog):

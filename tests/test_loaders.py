@@ -52,6 +52,18 @@ def test_empty_and_binary_text_files_are_refused(tmp_path, content, reason):
         load_file(f, "x.txt")
 
 
+def test_a_file_linked_to_itself_is_one_warning_and_the_rest_is_loaded(tmp_path):
+    (tmp_path / "good.txt").write_text("Pickets start at 7.")
+    (tmp_path / "self.txt").symlink_to("self.txt")  # ln -s self.txt self.txt
+    (tmp_path / "a.txt").symlink_to("b.txt")
+    (tmp_path / "b.txt").symlink_to("a.txt")
+    results = list(walk_corpus(tmp_path))
+    assert [r.document.doc_id for r in results if isinstance(r, Loaded)] == ["good.txt"]
+    skipped = {r.path: r.reason for r in results if isinstance(r, Skipped)}
+    assert set(skipped) == {"self.txt", "a.txt", "b.txt"}
+    assert all("symlink loop" in reason for reason in skipped.values())
+
+
 def test_walk_reports_every_bad_file_and_loads_the_rest(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "good.md").write_text("# Strike FAQ\nPickets start at 7.")

@@ -34,7 +34,7 @@ def settings(corpus_settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(settings, pipeline):
-    return TestClient(create_app(settings, pipeline))
+    return TestClient(create_app(settings, pipeline), base_url="http://127.0.0.1")
 
 
 def ask(client, question, **extra):
@@ -139,7 +139,7 @@ def test_cors_allows_only_listed_origins(client):
 
 def test_gradio_adds_no_cors_headers_of_its_own(client):
     # Gradio's own CORS middleware would allow any localhost origin.
-    r = client.get("/gradio_api/info", headers={"Origin": "http://localhost:9999"})
+    r = client.get("/config", headers={"Origin": "http://localhost:9999"})
     assert "access-control-allow-origin" not in r.headers
 
 
@@ -151,7 +151,7 @@ def test_widget_page_may_be_framed_only_by_listed_sites(client):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
 
 
-@pytest.mark.parametrize("path", ["/", "/healthz", "/openapi.json", "/widget.js", "/gradio_api/info",
+@pytest.mark.parametrize("path", ["/", "/healthz", "/openapi.json", "/widget.js", "/config",
                                   "/source/another-kaiser-strike-vote.txt", "/no-such-page"])
 def test_only_the_widget_may_be_framed_by_other_sites(client, path):
     """Listed sites embed the widget, not the full chat or anything else."""
@@ -175,8 +175,8 @@ def test_widget_js_is_served_as_javascript(client):
     assert "document.currentScript" in r.text and "attachShadow" in r.text
 
 
-def test_asking_too_fast_gets_429_with_a_clear_message(settings, pipeline):
-    client = TestClient(create_app(replace(settings, rate_limit_per_minute=2), pipeline))
+def test_asking_too_fast_gets_429_with_a_clear_message(settings, pipeline, tmp_path):
+    client = TestClient(create_app(replace(settings, rate_limit_per_minute=2, data_dir=tmp_path), pipeline))
     assert [ask(client, "Who is Molly Parsons?").status_code for _ in range(2)] == [200, 200]
     r = ask(client, "Who is Molly Parsons?")
     assert r.status_code == 429
@@ -184,9 +184,9 @@ def test_asking_too_fast_gets_429_with_a_clear_message(settings, pipeline):
     assert int(r.headers["retry-after"]) >= 1
 
 
-def test_rate_limit_is_a_sliding_window_per_client():
+def test_rate_limit_is_a_sliding_window_per_client(tmp_path):
     now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
+    limiter = RateLimiter(2, tmp_path / "limit.sqlite", clock=lambda: now[0])
 
     def asks_at(t: float, n: int = 1, key: str = "a") -> list[float]:
         now[0] = t
@@ -195,11 +195,11 @@ def test_rate_limit_is_a_sliding_window_per_client():
     assert asks_at(0) + asks_at(10) + asks_at(20) == [0.0, 0.0, 40.0]
     assert asks_at(20, key="b") == [0.0]  # another client has its own window
     assert asks_at(60, 2) == [0.0, 10.0]  # the ask at 0 has left the window; the one at 10 has not
-    assert RateLimiter(0).wait_time("a") == 0.0  # 0 turns the limit off
+    assert RateLimiter(0, tmp_path / "off.sqlite").wait_time("a") == 0.0  # 0 turns the limit off
 
 
-def test_rate_limit_holds_under_concurrency():
-    limiter = RateLimiter(25)
+def test_rate_limit_holds_under_concurrency(tmp_path):
+    limiter = RateLimiter(25, tmp_path / "limit.sqlite")
     with ThreadPoolExecutor(8) as pool:
         waits = list(pool.map(lambda _: limiter.wait_time("same-client"), range(200)))
     assert waits.count(0.0) == 25
@@ -290,3 +290,26 @@ def test_chat_markdown_shows_member_and_document_text_literally(pipeline):
     shown = answer_markdown(answer)
     assert "111,803" in shown and "/source/another-kaiser-strike-vote.txt?start=" in shown
     assert "**Sources**" in shown
+
+
+def test_a_missed_crisis_message_is_never_stored(client, settings):
+    """Whatever the screen answers, a message about not being alive is not kept (issue #22):
+    neither as an unanswered question nor in a rating; an ordinary unanswered question is."""
+    from rag.serve.feedback import open_store
+
+    store = open_store(settings)
+    before = {u.question for u in store.unanswered(1000)}
+    for message in ("I won't be alive to see this contract.",
+                    "What's the point of fighting for a contract I won't be alive to see?",
+                    "What is the parking policy at the Fresno office?"):
+        r = ask(client, message)
+        assert r.status_code == 200
+        if r.json()["kind"] == "answer":
+            continue
+        body = {"liked": False, "question": message, "answer": r.json()["answer"],
+                "citations": r.json()["related"][:1], "kind": r.json()["kind"], "answer_id": r.json()["answer_id"]}
+        assert client.post("/api/feedback", json=body).status_code in (200, 204)
+    stored = {u.question for u in store.unanswered(1000)} - before
+    assert stored == {"What is the parking policy at the Fresno office?"}
+    kept = [r for r in store.ratings(limit=1000) if "alive" in r.question or "alive" in r.answer]
+    assert not kept

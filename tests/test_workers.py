@@ -30,34 +30,61 @@ def _ask(url: str, question: str) -> dict:
     return r.json()
 
 
-def test_two_workers_share_the_index_and_hot_reload(tmp_path, embedder):
+def _serve_two_workers(tmp_path, embedder, rate_limit: int):
+    """`rag serve --workers 2` on the shipped corpus; (process, url, settings), once it answers."""
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "corpus", corpus)
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", data_dir=tmp_path / "data")
     ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
     port = _free_port()
-    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_RATE_LIMIT_PER_MINUTE": "100000",
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_RATE_LIMIT_PER_MINUTE": str(rate_limit),
            "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--workers", "2", "--port", str(port),
                              "--index", str(settings.index_dir)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # two model loads on a possibly busy machine
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url, settings
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGTERM)
+            raise AssertionError(proc.stdout.read().decode()[-2000:])
+        time.sleep(0.5)
+
+
+def _python_workers(proc) -> list[int]:
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    return [p for p in children if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+
+
+def test_the_rate_limit_holds_across_workers(tmp_path, embedder):
+    """Six asks a minute means six, however many workers share the clients (not 6 per worker)."""
+    proc, url, _ = _serve_two_workers(tmp_path, embedder, rate_limit=6)
     try:
-        deadline = time.monotonic() + 300  # two model loads on a possibly busy machine
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
-            time.sleep(0.5)
+        assert len(_python_workers(proc)) == 2
+        codes = []
+        for _ in range(14):  # a new connection each time: the kernel spreads them over both workers
+            r = httpx.post(f"{url}/api/ask", json={"question": "Has a strike date been set?"}, timeout=60)
+            codes.append(r.status_code)
+        assert codes.count(200) == 6 and codes.count(429) == 8, codes
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_two_workers_share_the_index_and_hot_reload(tmp_path, embedder):
+    proc, url, settings = _serve_two_workers(tmp_path, embedder, rate_limit=100000)
+    corpus = settings.corpus_dir
+    try:
         answer = _ask(url, "How many therapy appointments did Kaiser cancel during the 2022 strike?")
         assert "111,803" in answer["answer"]
 
-        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                                  text=True).stdout.split()]
-        python_workers = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        python_workers = _python_workers(proc)
         assert len(python_workers) == 2
         for _ in range(60):  # each worker loads the index on its first request; ask until both have
             maps = [Path(f"/proc/{p}/maps").read_text() for p in python_workers]

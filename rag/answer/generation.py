@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -85,44 +87,86 @@ class ChatClient:
         self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s))
 
     def stream(self, messages: list[dict]) -> Iterator[str]:
-        """The answer's text as it arrives; GenerationError for anything but a well-formed answer in time."""
+        """The answer's text as it arrives; GenerationError for anything but a well-formed answer in time.
+
+        ``timeout_s`` bounds the whole exchange, from the request to the last token: a server
+        that answers 200 and then trickles a byte a second is cut off at the deadline. httpx's
+        own timeouts are per read, so the exchange runs in a thread and we wait on its queue.
+        """
         body = {"messages": messages, "max_tokens": self.max_tokens, "temperature": 0, "stream": True}
         if self.model:
             body["model"] = self.model
-        # The deadline counts time spent waiting for the server, not the time
-        # our caller takes to verify each sentence between two reads.
-        waited, resumed = 0.0, time.monotonic()
+        deadline = time.monotonic() + self.timeout_s
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        threading.Thread(target=self._exchange, args=(body, events, stop), daemon=True,
+                         name="llm-exchange").start()
+        try:
+            while True:
+                try:
+                    kind, value = events.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise GenerationError(f"no complete answer within {self.timeout_s:g} s") from None
+                if kind == "text":
+                    yield value
+                elif kind == "done":
+                    return
+                else:
+                    raise value
+        finally:
+            stop.set()  # the thread stops at its next read (or at httpx's read timeout)
+
+    def _exchange(self, body: dict, events: queue.Queue, stop: threading.Event) -> None:
+        """One request, its text put on ``events`` as ("text", str), then ("done", None) or ("error", exc)."""
         try:
             with self._http.stream("POST", self.endpoint, json=body) as response:
                 if response.status_code != 200:
                     raise GenerationError(f"{self.endpoint} answered HTTP {response.status_code}")
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # A server that ignores "stream" sends one JSON completion.
-                    yield _message_content(json.loads(response.read()))
+                    chunks = []
+                    for chunk in response.iter_bytes():
+                        if stop.is_set():
+                            return
+                        chunks.append(chunk)
+                    events.put(("text", _message_content(json.loads(b"".join(chunks)))))
+                    events.put(("done", None))
                     return
-                for line in response.iter_lines():
-                    waited += time.monotonic() - resumed
-                    if waited > self.timeout_s:
-                        raise GenerationError(f"no complete answer within {self.timeout_s:g} s")
-                    if not line.startswith("data:"):
-                        resumed = time.monotonic()
-                        continue  # blank separators, comments, "event:" lines
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                pending = ""
+                for chunk in response.iter_text():
+                    if stop.is_set():
                         return
-                    delta = _delta_content(json.loads(payload))
-                    if delta:
-                        yield delta
-                    resumed = time.monotonic()
+                    *lines, pending = (pending + chunk).split("\n")
+                    if any(_sse_line(line, events) for line in lines):
+                        return
+                if not _sse_line(pending, events):  # a last line with no newline after it
+                    events.put(("done", None))
+        except GenerationError as exc:
+            events.put(("error", exc))
         except httpx.TimeoutException:
-            raise GenerationError(f"no answer within {self.timeout_s:g} s") from None
+            events.put(("error", GenerationError(f"no answer within {self.timeout_s:g} s")))
         except httpx.HTTPError as exc:
-            raise GenerationError(f"{self.endpoint} unreachable: {type(exc).__name__}") from None
+            events.put(("error", GenerationError(f"{self.endpoint} unreachable: {type(exc).__name__}")))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise GenerationError(f"malformed answer from {self.endpoint}: {type(exc).__name__}: {exc}") from None
+            events.put(("error", GenerationError(f"malformed answer from {self.endpoint}: "
+                                                 f"{type(exc).__name__}: {exc}")))
 
     def close(self) -> None:
         self._http.close()
+
+
+def _sse_line(line: str, events: queue.Queue) -> bool:
+    """Put one server-sent-events line's text on ``events``; True at the end of the answer."""
+    line = line.rstrip("\r")
+    if not line.startswith("data:"):
+        return False  # blank separators, comments, "event:" lines
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        events.put(("done", None))
+        return True
+    if delta := _delta_content(json.loads(payload)):
+        events.put(("text", delta))
+    return False
 
 
 def _message_content(data: dict) -> str:

@@ -46,6 +46,18 @@ CONCERN_NOTICE_ES = ("Si te sientes abrumado, no tienes que esperar una cita: **
 CRISIS_MESSAGES = {"en": CRISIS_MESSAGE, "es": CRISIS_MESSAGE_ES}
 CONCERN_NOTICES = {"en": CONCERN_NOTICE, "es": CONCERN_NOTICE_ES}
 SENSITIVE = frozenset({"crisis", "medical", "concern"})  # kinds whose text is never stored
+# What may be stored (an unanswered question, a rated exchange) is decided apart from what is
+# answered, and more widely: a missed crisis message must not be kept either. Not stored:
+# a sensitive verdict; distress the detector hears at half its concern threshold or more
+# (STORE_DISTRESS_SHARE); any word of death, dying, being alive or gone, harm or goodbye.
+# Withholding an ordinary question costs one line in the staff's list; keeping a crisis
+# message costs a member's privacy.
+STORE_DISTRESS_SHARE = 0.5
+_NOT_STORED_WORDS = re.compile(
+    r"\b(alive|live|living|die|dies|died|dying|dead|death|deaths|suicid\w*|kill\w*|overdos\w*|pills?|"
+    r"harm\w*|hurt\w*|hopeless\w*|goodbye\w*|bye|farewell|funeral|grave|bridge|rope|gun|"
+    r"(not|never) (be )?(here|around)|better off|disappear\w*|vanish\w*|end (it|things|my life)|"
+    r"morir\w*|muer\w*|muri\w*|vivir|vivo|viva|despedi\w*|adi[oó]s|desaparec\w*|matar\w*)\b", re.I)
 SCAN_CHARS = 6000  # how much of a message the detector reads; bounds its work on a huge paste
 RULE_SCAN_CHARS = 100_000  # the rules are cheap (linear regexes): they read much further
 
@@ -265,6 +277,20 @@ def combine(rule_kind: str | None, model_kind: str) -> str:
     if "crisis" in (rule_kind, model_kind):
         return "crisis"
     return rule_kind or model_kind
+
+
+def storable(message: str, detector: CrisisDetector | None = None) -> bool:
+    """Whether a message may ever be written to a store (see STORE_DISTRESS_SHARE): the one rule
+    for the unanswered-questions list and the ratings alike."""
+    text = normalize(message[:RULE_SCAN_CHARS])
+    if _NOT_STORED_WORDS.search(text):
+        return False
+    verdict = screen(message, detector)
+    if verdict and verdict.kind in SENSITIVE:
+        return False
+    if detector is None:
+        return True
+    return detector.scores(message[:SCAN_CHARS]).distress < STORE_DISTRESS_SHARE * detector.head.concern_threshold
 
 
 def screen(message: str, detector: CrisisDetector | None = None) -> SafetyVerdict | None:

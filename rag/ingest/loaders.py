@@ -304,6 +304,7 @@ def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
     seen_dirs: set[tuple[int, int]] = set()
     files: list[Path] = []
     outside: list[Path] = []
+    loops: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
         st = os.stat(dirpath)
         if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop: walk it once only
@@ -316,13 +317,20 @@ def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
+            try:
+                real = path.resolve()
+            except (RuntimeError, OSError):  # self.txt -> self.txt, or a link chain that loops
+                loops.append(path)
+                continue
             # A link out of the corpus (notes.txt -> /etc/passwd) would be quoted to anyone who asks.
-            if not path.resolve().is_relative_to(real_root):
+            if not real.is_relative_to(real_root):
                 outside.append(path)
                 continue
             files.append(path)
     for path in outside:
         yield Skipped(path.relative_to(root).as_posix(), "links outside the corpus folder")
+    for path in loops:
+        yield Skipped(path.relative_to(root).as_posix(), "symlink loop (the link points back to itself)")
     chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES])
     for path in files:
         yield _load_one(root, path, sidecar, chrome.get(path, frozenset()))

@@ -15,10 +15,11 @@ import json
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..config import Settings
@@ -38,7 +39,7 @@ MAX_NAME_CHARS = 300  # doc ids, titles, chunk ids
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
                     "start": int, "end": int, "section": str, "date": str}
-SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern"})  # never keep what was said
+SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern", "private"})  # never keep what was said
 _NOT_KEPT = "(not stored: {kind} message)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -79,8 +80,9 @@ class Unanswered:
 class FeedbackStore:
     """The feedback database; safe to use from many threads and processes at once."""
 
-    def __init__(self, path: Path, timeout_s: float = 30.0):
+    def __init__(self, path: Path, retention_days: int, timeout_s: float = 30.0):
         self.path = Path(path)
+        self.retention_days = retention_days  # rows older than this are deleted; 0 stores nothing
         self.timeout_s = timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
@@ -97,6 +99,19 @@ class FeedbackStore:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('vote_key', ?)", (secrets.token_hex(32),))
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._key = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'vote_key'").fetchone()[0])
+        self._swept = 0.0
+        self.forget_old()
+
+    def forget_old(self) -> int:
+        """Delete what is older than the retention period (at most once an hour per process,
+        whenever the store is opened or written); the number of rows deleted."""
+        if time.monotonic() - self._swept < 3600 and self._swept:
+            return 0
+        self._swept = time.monotonic()
+        cutoff = (datetime.now(timezone.utc) - timedelta(days=self.retention_days)).isoformat(timespec="seconds")
+        with self._connect() as conn, conn:
+            return sum(conn.execute(f"DELETE FROM {table} WHERE created_at < ?", (cutoff,)).rowcount
+                       for table in ("ratings", "unanswered"))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -132,24 +147,31 @@ class FeedbackStore:
         """Store one vote; with an ``answer_id``, a later vote on the same answer replaces it."""
         if answer_id is not None and not self.valid_answer_id(answer_id):
             raise InvalidFeedbackError("That answer can't be rated (unknown answer id); please ask again.")
-        if kind in SENSITIVE_KINDS:
+        if self.retention_days == 0:
+            return
+        if kind in SENSITIVE_KINDS:  # the vote is counted; nothing that was said is kept
             question = answer = _NOT_KEPT.format(kind=kind)
+            citations = []
         row = (_now(), "like" if liked else "dislike", clean(kind, 20), clean(question, MAX_QUESTION_CHARS),
                clean(answer, MAX_ANSWER_CHARS), json.dumps(clean_citations(citations), ensure_ascii=False),
                answer_id)
+        self.forget_old()
         with self._connect() as conn, conn:
             conn.execute("INSERT INTO ratings (created_at, rating, kind, question, answer, citations, answer_id) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO UPDATE SET "
                          "created_at = excluded.created_at, rating = excluded.rating", row)
 
     def record_unanswered(self, question: str) -> None:
+        if self.retention_days == 0:
+            return
+        self.forget_old()
         with self._connect() as conn, conn:
             conn.execute("INSERT INTO unanswered (created_at, question) VALUES (?, ?)",
                          (_now(), clean(question, MAX_QUESTION_CHARS)))
 
     def record_answer(self, answer: Answer) -> None:
         """Keep a question the documents could not answer; everything else is not ours to keep."""
-        if answer.kind == "not_found" and not answer.notice:  # a distressed message is not ours to keep
+        if answer.kind == "not_found" and answer.storable:  # the pipeline's safety.storable
             self.record_unanswered(answer.question)
 
     def ratings(self, rating: str | None = None, limit: int = 20) -> list[Rating]:
@@ -178,7 +200,7 @@ class FeedbackStore:
 
 
 def open_store(settings: Settings) -> FeedbackStore:
-    return FeedbackStore(settings.data_dir / "feedback.sqlite")
+    return FeedbackStore(settings.data_dir / "feedback.sqlite", settings.retention_days)
 
 
 def print_report(settings: Settings, limit: int = 20, as_json: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""ASGI middleware for every route, our own and Gradio's: body-size limit, closed paths, headers.
+"""ASGI middleware for every route, our own and Gradio's: body-size limit, headers (the route
+allow-list is gate.py).
 
 Pure ASGI rather than BaseHTTPMiddleware, which would buffer Gradio's streams.
 """
@@ -6,12 +7,7 @@ from __future__ import annotations
 
 import json
 
-# Gradio endpoints that store what is sent: the chat has no file inputs, so
-# nothing may be uploaded.
-CLOSED_PATHS = ("/gradio_api/upload", "/gradio_api/process_recording")
-
-
-async def _send_error(send, status: int, message: str) -> None:
+async def send_error(send, status: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -41,9 +37,9 @@ class BodyLimit:
             try:
                 too_big = int(length) > self.max_bytes
             except ValueError:
-                return await _send_error(send, 400, "Invalid Content-Length header.")
+                return await send_error(send, 400, "Invalid Content-Length header.")
             if too_big:
-                return await _send_error(send, 413, self.message)
+                return await send_error(send, 413, self.message)
 
         received = 0
         started = refused = False
@@ -58,7 +54,7 @@ class BodyLimit:
                 if received > self.max_bytes:
                     refused = True
                     if not started:
-                        await _send_error(send, 413, self.message)
+                        await send_error(send, 413, self.message)
                     return {"type": "http.disconnect"}
             return message
 
@@ -75,21 +71,6 @@ class BodyLimit:
         except Exception:
             if not refused:
                 raise  # a disconnect we caused is not an error; anything else is
-
-
-class ClosedPaths:
-    """404 for endpoints we never use (Gradio's uploads), however the path is spelled."""
-
-    def __init__(self, app, paths: tuple[str, ...] = CLOSED_PATHS):
-        self.app = app
-        self.paths = paths
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            path = "/" + "/".join(p for p in scope["path"].split("/") if p)
-            if any(path == p or path.endswith(p) for p in self.paths):
-                return await _send_error(send, 404, "Not found.")
-        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

@@ -26,8 +26,9 @@ from ..ingest import index as index_store
 from ..pipeline import Pipeline
 from .api import add_error_handlers, api_router
 from .feedback import open_store
-from .middleware import BodyLimit, ClosedPaths, SecurityHeaders
-from .ratelimit import RateLimiter
+from .gate import ForwardedHeaders, GradioGate
+from .middleware import BodyLimit, SecurityHeaders
+from .ratelimit import open_limiter
 from .web import STATIC_DIR, web_router
 
 _ORIGIN = re.compile(r"^\*$|^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?$")
@@ -45,7 +46,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     origins = allowed_origins(settings)
     pipeline = pipeline or Pipeline(settings)
     store = open_store(settings)
-    limiter = RateLimiter(settings.rate_limit_per_minute)
+    limiter = open_limiter(settings.rate_limit_per_minute, settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -57,24 +58,54 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     # Configured on the parent app, so Gradio (>= 6.25) adds no CORS headers of its own.
     app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
                        allow_headers=["Content-Type"], max_age=600)
-    # Added last = runs first: nothing reads a body before its size is checked.
-    app.add_middleware(ClosedPaths)
+    add_error_handlers(app)
+    routers = (api_router(pipeline, store, limiter), stream_router(pipeline, store, limiter),  # /api/ask/stream
+               web_router(settings, pipeline))
+    for router in routers:
+        app.include_router(router)
+    app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
+    own = [route.path_regex for router in routers for route in router.routes]
+    own += [route.path_regex for route in app.routes if getattr(route, "path", None) in ("/openapi.json", "/qa-static")]
+    # Added last = runs first: forwarding headers are judged on the socket's peer, every
+    # response gets the security headers, then the body's size and the route allow-list
+    # (gate.py) are checked before anything reads a body.
+    app.add_middleware(GradioGate, own=own, title=app.title, max_body=settings.max_request_bytes,
+                       hosts=allowed_hosts(settings))
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
-    add_error_handlers(app)
-    app.include_router(api_router(pipeline, store, limiter))
-    app.include_router(stream_router(pipeline, store, limiter))  # /api/ask/stream
-    app.include_router(web_router(settings, pipeline))
-    app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
+    app.add_middleware(ForwardedHeaders, trusted=settings.trusted_proxies)
     blocks = build_ui(pipeline, store, limiter)
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, blocks, path="/", server_name=settings.host, server_port=settings.port,
+        root_path=settings.public_url,  # when set, Gradio's root URL never comes from a request
         theme=THEME, css=CSS, footer_links=[], run_history=False,  # no question kept in the browser
         # show_error off: an unexpected exception's text is not for members' eyes;
         # the errors a member can act on are shown as chat messages instead.
         ssr_mode=False, pwa=False, mcp_server=False, show_error=False,
-        max_file_size=settings.max_request_bytes,  # uploads are closed anyway (ClosedPaths)
+        max_file_size=settings.max_request_bytes,  # uploads are closed anyway (gate.py)
     )
+    # Gradio checks that a file it is handed was uploaded only once it "has launched", which
+    # mounting never sets (gate.py): set it, so that check holds behind the gate too.
+    blocks.has_launched = True
+    return app
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """The Host names the chat page may be asked for (Gradio writes the host into the page).
+
+    RAG_PUBLIC_URL's host when set; on loopback, the loopback names; listening on every
+    interface with no public URL, any host (the page is then sent with no-store, and the
+    README asks for RAG_PUBLIC_URL behind a proxy)."""
+    if settings.public_url:
+        from urllib.parse import urlsplit
+
+        return frozenset({(urlsplit(settings.public_url).hostname or "").lower()})
+    if settings.host in LOOPBACK:
+        return LOOPBACK
+    return frozenset()
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def allowed_origins(settings: Settings) -> tuple[str, ...]:
@@ -139,10 +170,12 @@ def uvicorn_options(settings: Settings) -> dict:
         # ReadError; Kludex/uvicorn#1637, lsst-sqre/phalanx#5103); none at 75 s.
         "timeout_keep_alive": 75,
         "access_log": False,
-        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so anyone
-        # on this machine (or a proxy passing the header through) could pick
-        # their own address and dodge the rate limit. Believe a proxy only when
-        # one is configured.
-        "proxy_headers": bool(settings.trusted_proxies),
-        "forwarded_allow_ips": list(settings.trusted_proxies) or None,
+        # Past this many open connections uvicorn answers 503 at once instead of queueing
+        # without bound. uvicorn has no timeout for a client that sends half its headers:
+        # a proxy in front must bound that (README, "Behind a proxy").
+        "limit_concurrency": settings.max_connections,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
+        # Forwarding headers are judged in the app (gate.ForwardedHeaders), on the socket's
+        # own peer: uvicorn's own handling would replace that peer before the app sees it.
+        "proxy_headers": False,
     }
