@@ -52,6 +52,7 @@ class QAItem:
     positives: frozenset[int]  # empty: the passage does not answer (SQuAD 2.0 "impossible")
     paragraph: int
     answers: tuple[str, ...] = ()  # the answer spans' texts (none for an unanswerable question)
+    traps: frozenset[int] = frozenset()  # sentences written down as tempting a wrong answer
 
     @property
     def answerable(self) -> bool:
@@ -108,6 +109,59 @@ def load_squad(path: Path) -> list[QAItem]:
     return items
 
 
+# ── Questions we wrote over other unions' documents (training/reader/labels.jsonl) ─────────
+UNION_LABELS = Path(__file__).resolve().parent.parent.parent / "training" / "reader" / "labels.jsonl"
+UNION_DEV_PERCENT = 20  # of documents, by a stable hash of the path: the written dev split
+WINDOW = 12  # sentences around the evidence: about what a question's top chunks hold
+
+
+def union_split(doc: str) -> str:
+    """'train' or 'dev' for a labelled document (all its questions go the same way)."""
+    bucket = int(hashlib.sha256(f"reader-dev:{doc}".encode("utf-8")).hexdigest(), 16) % 100
+    return "dev" if bucket < UNION_DEV_PERCENT else "train"
+
+
+def load_union(labels: Path = UNION_LABELS) -> list[QAItem]:
+    """The written questions as QAItems: a window of WINDOW sentences of the document around
+    the labelled span (placed by a hash, so the answer is not always in the middle); the
+    span's sentences are the positives (for an unanswerable question, the traps). A follow-up
+    is read as the pipeline reads it, rewritten with its history (conversation.standalone).
+    A document whose bytes differ from the label's SHA-256 is an error: its offsets would lie."""
+    from ..ingest.loaders import load_file
+    from ..ingest.structure import section_path
+    from .conversation import standalone
+
+    corpora = shared_data("corpora")
+    docs: dict[str, tuple[str, list[tuple[int, int]], tuple]] = {}
+    items = []
+    for n, line in enumerate(Path(labels).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        doc = row["doc"]
+        if doc not in docs:
+            path = corpora / doc
+            if hashlib.sha256(path.read_bytes()).hexdigest() != row["sha256"]:
+                raise ValueError(f"{labels}:{n}: {path} is not the document the label was written on")
+            document = load_file(path, doc).document
+            docs[doc] = (document.text, split_sentences(document.text), document.headings)
+        text, spans, headings = docs[doc]
+        hit = [i for i, (a, b) in enumerate(spans) if a < row["end"] and row["start"] < b]
+        if not hit:
+            raise ValueError(f"{labels}:{n}: offsets {row['start']}-{row['end']} hold no sentence of {doc}")
+        size = max(WINDOW, hit[-1] - hit[0] + 1)  # a long span (a PDF's short lines) is kept whole
+        shift = int(hashlib.sha256(f"{doc}#{n}".encode()).hexdigest(), 16) % (size - (hit[-1] - hit[0]))
+        first = max(0, min(hit[0] - shift, len(spans) - size))
+        window = spans[first:first + size]
+        inside = frozenset(i - first for i in hit)
+        question = standalone(row["question"], row.get("history"))
+        items.append(QAItem(f"{doc}#{n}", doc, question, section_path(headings, spans[hit[0]][0]),
+                            tuple(text[a:b] for a, b in window), inside if row["answerable"] else frozenset(),
+                            first, (row["answer"],) if row["answerable"] else (),
+                            traps=frozenset() if row["answerable"] else inside))
+    return items
+
+
 def group_by_article(items: Iterable[QAItem]) -> dict[str, list[QAItem]]:
     """The questions of each article, in order."""
     groups: dict[str, list[QAItem]] = {}
@@ -133,7 +187,7 @@ def build_pairs(items: Iterable[QAItem], seed: int = 13) -> list[Pair]:
     for it in items:
         q_terms = content_terms(it.question)
         others = [i for i in range(len(it.sentences)) if i not in it.positives]
-        others.sort(key=lambda i: (-len(q_terms & content_terms(it.sentences[i])), i))
+        others.sort(key=lambda i: (i not in it.traps, -len(q_terms & content_terms(it.sentences[i])), i))
         pairs += [Pair(it.question, it.text(i), 1.0) for i in sorted(it.positives)]
         # The closest-by-words non-answers are the traps; one more at random keeps the
         # model from learning "few shared words means no". Unanswerable questions get
@@ -162,6 +216,7 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
                  max_pairs: int | None = None, epochs: int = 1, batch_size: int = 16,
                  lr: float = 4e-5, max_length: int = 128, train_layers: int = 6,
                  pooling: str = "mean", head_lr: float = 1e-3, precision: str = "auto",
+                 union: list[QAItem] | None = None, squad_share: float = 1.0,
                  progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
     """Fine-tune MiniLM as a binary cross-encoder on the train articles; save fp16 weights.
 
@@ -184,9 +239,13 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     np.random.seed(seed)
     torch.manual_seed(seed)
     items = [it for it in load_squad(squad_path) if split_of(it.article) == "train"]
+    items = random.Random(seed).sample(items, int(len(items) * squad_share))
     pairs = build_pairs(items, seed)
     if max_pairs is not None:
         pairs = pairs[:max_pairs]  # already shuffled with the seed
+    if union:  # the written questions' train split: members' wording over union documents
+        pairs = pairs + build_pairs([it for it in union if union_split(it.article) == "train"], seed)
+        random.Random(seed).shuffle(pairs)
     if not pairs:
         raise ValueError(f"no training pairs from {squad_path}")
     path = resolve_model(base_model)
@@ -227,7 +286,9 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     tokenizer.save_pretrained(out_dir)
     meta = {"format": FORMAT, "pooling": pooling, "head_lr": head_lr, "max_length": max_length, "seed": seed, "pairs": len(pairs),
             "positives": int(sum(p.label for p in pairs)), "epochs": epochs, "batch_size": batch_size,
-            "lr": lr, "train_layers": train_layers, "precision": precision, "train_seconds": round(seconds, 1), "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
+            "lr": lr, "train_layers": train_layers, "precision": precision, "train_seconds": round(seconds, 1),
+            "union_questions": sum(union_split(it.article) == "train" for it in union or ()), "squad_share": squad_share,
+            "calibration": {"features": ["logit"], "weights": [1.0], "bias": 0.0}}
     (out_dir / "reader.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return TrainReport(len(pairs), meta["positives"], seconds, len(pairs) * epochs / seconds, out_dir)
 
