@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--design", choices=["tower", "cross-encoder"], default="tower",
                     help="tower (the default): a fine-tuned question encoder, ~6 min; "
                          "cross-encoder: reads each question with each sentence, ~23 min")
+    tr.add_argument("--union", type=Path, nargs="?", const=Path("training/reader/labels.jsonl"),
+                    help="also learn from the written union questions (training/reader/labels.jsonl without a "
+                         "value; their train split); the cross-encoder then calibrates on their dev split")
+    tr.add_argument("--squad-share", type=float, default=1.0,
+                    help="cross-encoder: share of SQuAD's train articles' questions used (default 1)")
     tr.add_argument("--pairs", type=int, help="cross-encoder: cap on training pairs (a seeded sample; default: all, ~19k)")
     tr.add_argument("--questions", type=int, help="tower: cap on training questions (a seeded sample; default: all)")
     tr.add_argument("--epochs", type=int, help="passes over the data (default: tower 5, cross-encoder 1)")
@@ -152,6 +157,8 @@ def _ask(args, settings: Settings) -> int:
         where = " · ".join(p for p in (c.section, display(c.date)) if p)
         print(f"\n[{c.n}] {c.title} ({c.doc_id}{page}, chars {c.start}-{c.end})"
               + (f"\n    {where}" if where else "") + f"\n    > {c.quote}")
+        for a in c.also:
+            print(f"    also in {a.title} ({a.doc_id}{f', page {a.page}' if a.page else ''}, chars {a.start}-{a.end})")
     return 0
 
 
@@ -186,12 +193,15 @@ def _serve(args, settings: Settings) -> int:
 def _train_reader(args, settings: Settings) -> int:
     import time
 
-    from .answer.training import calibrate_reader, calibrate_tower, default_squad, train_reader, train_tower
+    from .answer.training import (calibrate_reader, calibrate_tower, default_squad, load_union, train_reader,
+                                  train_tower)
 
     for flag, value in (("--pairs", args.pairs), ("--questions", args.questions), ("--epochs", args.epochs),
                         ("--calibration-questions", args.calibration_questions)):
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be > 0, got {value}")
+    if not 0.0 <= args.squad_share <= 1.0:
+        raise ValueError(f"--squad-share is a share in [0, 1], got {args.squad_share}")
     if not 0.0 <= args.absent_share <= 1.0:
         raise ValueError(f"--absent-share is a share in [0, 1], got {args.absent_share}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -207,17 +217,20 @@ def _train_reader(args, settings: Settings) -> int:
 
     epochs = {"epochs": args.epochs} if args.epochs else {}
     if args.design == "tower":
+        union = load_union(settings.path(args.union)) if args.union is not None else None
         report = train_tower(squad, args.out, seed=args.seed, max_questions=args.questions,
-                             absent_share=args.absent_share, progress=progress, **epochs)
+                             absent_share=args.absent_share, union=union, progress=progress, **epochs)
         print(f"trained on {report.pairs} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
         cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
         print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
               f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
     else:
-        report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress, **epochs)
+        union = load_union(settings.path(args.union)) if args.union is not None else None
+        report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress,
+                              union=union, squad_share=args.squad_share, **epochs)
         print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "
               f"({report.pairs_per_second:.1f} pairs/s)")
-        cal = calibrate_reader(args.out, squad, limit=args.calibration_questions or 250, seed=args.seed)
+        cal = calibrate_reader(args.out, squad, limit=args.calibration_questions or 250, seed=args.seed, union=union)
         print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} sentences); "
               f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
     if args.threshold is not None:

@@ -124,6 +124,9 @@ class Settings:
     workers: int = 1
     # The crisis detector's head (scripts/train_crisis.py writes it; see its model card).
     crisis_model: Path = ROOT / "models" / "crisis" / "head.npz"
+    # What a refusal says (RAG_NOT_FOUND_TEXT), in the CLI, the chat, the widget and the API:
+    # worded for any corpus (a contract, strike news, an FAQ), or set it to name yours.
+    not_found_text: str = "The documents don't say."
     # A person to ask when the documents don't say, e.g. the member resource center or a
     # steward: a name plus at least one of url, phone, e-mail. Off while the name is empty.
     contact_name: str = ""
@@ -148,6 +151,8 @@ class Settings:
         check_precision(self.precision)
         if self.public_url and not self.public_url.lower().startswith(("https://", "http://")):
             raise ValueError(f"RAG_PUBLIC_URL must start with https:// or http://, got {self.public_url!r}")
+        if not self.not_found_text.strip():
+            raise ValueError("RAG_NOT_FOUND_TEXT must not be empty")
         if self.max_connections < 1:
             raise ValueError(f"RAG_MAX_CONNECTIONS must be >= 1, got {self.max_connections}")
         if self.retention_days < 0:

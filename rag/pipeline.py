@@ -10,11 +10,13 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 
-from .answer.answering import HEURISTIC_MIN_SCORE, NOT_FOUND, Answerer, compose, related
+from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import standalone
 from .answer.crisis import CrisisDetector, CrisisHead
 from .answer.reader import QuestionTower, Reader, load_reader
 from .answer.retrieval import Retriever
+from .answer.crisis import with_history
+from .answer.names import initialisms, unknown_names
 from .answer.safety import SENSITIVE, screen, storable
 from .answer.spelling import Spelling
 from .answer.updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
@@ -84,6 +86,7 @@ class Pipeline:
         self.contact = settings.contact()
         self.generator = _generator(settings, self.embedder)  # None: extractive answers only
         self._lock = threading.Lock()
+        self._initialisms: tuple[str, frozenset[str]] = ("", frozenset())
         self._retriever: Retriever | None = self._make_retriever(index)
         self._checked = time.monotonic()
 
@@ -127,6 +130,12 @@ class Pipeline:
         # pastes a long message must get the crisis resources, not an error.
         text = clean_question(question)
         verdict = screen(_screened(text, self.settings.max_question_chars), self.detector)
+        if history and not (verdict and verdict.kind == "crisis"):
+            # Read with the member's previous message, an intent stated one turn earlier still
+            # counts ("i've been thinking about ending it" ... "how do i change my beneficiary").
+            # It only ever raises a crisis: a medical question is not referred again next turn.
+            joined = screen(_screened(with_history(text, history), self.settings.max_question_chars), self.detector)
+            verdict = joined if joined and joined.kind == "crisis" else verdict
         if verdict and verdict.kind != "concern":  # fixed, human-written text; never retrieved or generated
             return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})
@@ -158,10 +167,12 @@ class Pipeline:
         chosen = self.answerer.select(ranked)
         chosen, labels = reconcile(query, chosen, ranked, retriever.index.documents,
                                    min_score=self.answerer.min_score)
+        if unknown_names(typed, retriever.index.words, self._spelled_out(retriever.index)):
+            chosen = []  # it names another union, employer, person or place
         timings["answer"] = _ms(t)
         documents = retriever.index.documents
         if not chosen:
-            return Answer(question, NOT_FOUND, refused=True, kind="not_found", retrieved=tuple(hits),
+            return Answer(question, self.settings.not_found_text, refused=True, kind="not_found", retrieved=tuple(hits),
                           related=annotate(related(ranked), documents), standalone_question=query,
                           timings_ms=timings, notice=notice, contact=self.contact, corrected=spelling.fixes,
                           storable=not notice and storable(text, self.detector))
@@ -176,6 +187,14 @@ class Pipeline:
         if generate and self.generator:  # only once safety, retrieval and the answerer said "answer"
             return _last(self.generator.stream(answer, retriever.index))
         return answer
+
+    def _spelled_out(self, index: Index) -> frozenset[str]:
+        """The initials of the documents' capitalised names, once per index build."""
+        version, known = self._initialisms
+        if version != index.version:
+            known = initialisms(c.text for c in index.chunks)
+            self._initialisms = (index.version, known)
+        return known
 
     def private_kind(self, question: str, answer: str = "") -> str | None:
         """Why an exchange may not be stored, or None if it may: the screen's sensitive verdict

@@ -92,6 +92,9 @@ class Citation:
     end: int
     section: str = ""  # heading path at the quote, e.g. "Article 36 Sick Leave > Section 2"
     date: str | None = None  # the document's ISO date, when known
+    # The same sentence found elsewhere (another document, or the same one again): quoted once,
+    # with every place it is found (their n is this citation's).
+    also: tuple["Citation", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,5 +198,5 @@ def _citation_json(c: Citation) -> dict:
     return {
         "n": c.n, "doc_id": c.doc_id, "title": c.title, "page": c.page,
         "chunk_id": c.chunk_id, "quote": c.quote, "start": c.start, "end": c.end,
-        "section": c.section, "date": c.date,
+        "section": c.section, "date": c.date, "also": [_citation_json(a) for a in c.also],
     }

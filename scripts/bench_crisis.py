@@ -36,7 +36,7 @@ csv.field_size_limit(10**8)
 from rag.config import offline_environment  # noqa: E402
 from rag.answer.crisis import CrisisHead, pieces, summarize  # noqa: E402
 from rag.answer.safety import SCAN_CHARS, check, combine  # noqa: E402
-from train_crisis import HARD_WORDS, SQUAD, _shared, held_out  # noqa: E402
+from train_crisis import HARD_WORDS, SQUAD, _shared, held_out, screened_text, union_questions, written_2  # noqa: E402
 
 CRISIS = _shared() / "datasets" / "crisis"
 DEFAULT_HEAD = ROOT / "models" / "crisis" / "head.npz"
@@ -98,6 +98,15 @@ def load_sets(args) -> list[tuple[str, str, list[str]]]:
             sets.append(("Documents", f"{path.name} all (half trained on)", qs))
         else:
             sets.append(("Documents", f"{path.name} (not trained on)", qs))
+    # The written messages' held-out half (train_crisis.py trains on the other), and the written
+    # reader questions (members' questions over other unions' documents) as ordinary messages.
+    kept = [r for r in written_2() if held_out(screened_text(r))]
+    for label in ("crisis", "concern", "none"):
+        for lang in ("en", "es"):
+            texts = [screened_text(r) for r in kept if r["label"] == label and r["lang"] == lang]
+            sets.append(("Written-2", f"held-out {label} ({lang})", texts))
+    union = list(dict.fromkeys(union_questions()))
+    sets.append(("Documents", "written union questions, held-out half", [q for q in union if held_out(q)]))
     if SQUAD.exists():
         data = json.loads(SQUAD.read_text(encoding="utf-8"))
         qs = [q["question"].strip() for a in data["data"] for p in a["paragraphs"] for q in p["qas"]]
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="every message of every set")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/crisis-bench-vectors.npz"))
     parser.add_argument("--questions", type=Path, action="append", help="more eval files of document questions")
-    parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Documents)")
+    parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Written-2, Documents)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()

@@ -31,10 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rag.config import offline_environment  # noqa: E402
-from rag.answer.crisis import FORMAT, LABELS  # noqa: E402
+from rag.answer.crisis import FORMAT, LABELS, with_history  # noqa: E402
 
 SEED = 13
 WRITTEN = ROOT / "training" / "crisis" / "written.jsonl"
+# The second written set (issue #24): half of it (by held_out) is kept for the benchmark.
+WRITTEN_2 = ROOT / "training" / "crisis" / "written-2.jsonl"
+UNION_LABELS = ROOT / "training" / "reader" / "labels.jsonl"  # members' questions: "none"
 
 def _shared() -> Path:
     """The shared data folder beside the repo (or beside a worktree's parent)."""
@@ -70,6 +73,21 @@ def eval_questions() -> list[str]:
     return out
 
 
+def written_2() -> list[dict]:
+    return [json.loads(line) for line in WRITTEN_2.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def screened_text(row: dict) -> str:
+    """A written message as the screen reads it: with the member's previous message, if any."""
+    return with_history(row["text"], [{"role": "user", "content": t} for t in row.get("turns", ())])
+
+
+def union_questions() -> list[str]:
+    """The questions written for the reader over other unions' documents (training/reader)."""
+    return [json.loads(line)["question"] for line in UNION_LABELS.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
 def squad_questions() -> tuple[list[str], list[str]]:
     """(questions with crisis words, other questions)."""
     if not SQUAD.exists():
@@ -100,15 +118,17 @@ def augment(text: str, rng: random.Random) -> list[str]:
 def dataset(rng: random.Random) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
     """Texts, labels (index into LABELS), group ids (the original message) and which are questions."""
     rows = [json.loads(line) for line in WRITTEN.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows += [row for row in written_2() if not held_out(screened_text(row))]
     texts, labels, groups, questions = [], [], [], []
     for g, row in enumerate(rows):
         for variant in augment(row["text"], rng):
+            variant = with_history(variant, [{"role": "user", "content": t} for t in row.get("turns", ())])
             texts.append(variant)
             labels.append(LABELS.index(row["label"]))
             groups.append(g)
             questions.append(row["label"] == "none" and "question" in row["group"])
     hard, other = squad_questions()
-    doc = eval_questions()
+    doc = eval_questions() + union_questions()
     kept_other = [q for q in other if not held_out(q)]
     rng.shuffle(kept_other)
     negatives = ([q for q in doc if not held_out(q)] + [q for q in hard if not held_out(q)] + kept_other[:400])
@@ -225,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     head = make_head(kind).fit(x, y)
     meta = {"format": FORMAT, "kind": kind, "labels": list(LABELS), "embedder": embedder.name,
             "crisis_threshold": t_crisis, "concern_threshold": t_flag, "seed": SEED,
-            "data_sha256": hashlib.sha256(WRITTEN.read_bytes()).hexdigest(), "counts": counts,
+            "data_sha256": hashlib.sha256(WRITTEN.read_bytes() + WRITTEN_2.read_bytes()).hexdigest(), "counts": counts,
             "cross_validation": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}

@@ -60,7 +60,7 @@ def test_answers_cite_the_right_document_verbatim(pipeline, question, fact, doc_
 def test_refuses_what_the_documents_do_not_say(pipeline, question):
     answer = pipeline.ask(question)
     assert answer.refused and answer.kind == "not_found" and not answer.citations
-    assert answer.text == "The strike documents don't say."
+    assert answer.text == "The documents don't say."
     for c in answer.related:  # the closest passages are still exact spans
         assert pipeline.index.documents[c.doc_id].text[c.start:c.end] == c.quote
 
@@ -200,3 +200,41 @@ def test_a_question_is_encoded_once_and_a_repeat_costs_nothing(pipeline, monkeyp
     # A question is too small a pass for bfloat16 to gain (BFLOAT16_MIN_TOKENS): float32, exactly.
     assert np.allclose(embedder.embed_batch([question]), embedder.model.encode([question], normalize_embeddings=True),
                        atol=1e-5)
+
+
+def test_a_sentence_in_two_documents_is_quoted_once_with_both_sources(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shared = "Strike pay is $400 a week for members who complete four picket shifts."
+    (corpus / "strike-faq.md").write_text(f"# Strike FAQ\n\nWho can get it?\n\n{shared} Sign in with your captain.\n")
+    (corpus / "update-oct.md").write_text(f"# October update\n\nBargaining resumes Monday.\n\n{shared}\n")
+    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    answer = Pipeline(settings, embedder=embedder).ask("How much is strike pay?")
+    quotes = [c for c in answer.citations if "$400" in c.quote]
+    assert len(quotes) == 1 and answer.text.count("$400") == 1
+    assert {quotes[0].doc_id, *(a.doc_id for a in quotes[0].also)} == {"strike-faq.md", "update-oct.md"}
+    also = answer.to_json()["citations"][0]["also"]
+    assert also and also[0]["quote"] == shared and also[0]["n"] == quotes[0].n
+
+
+def test_titles_headings_and_byline_lines_are_never_quoted(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "pay.md").write_text(
+        "# Strike Pay and Benefits\n\nStrike Pay and Benefits Update\n\nPosted October 3, 2026 by Communications Team\n\n"
+        "Members who picket twenty hours a week receive $300 from the strike fund. "
+        "Health coverage continues through the end of the month.\n")
+    (corpus / "page.html").write_text(
+        "<html><head><title>Picket Schedule | Local 99</title></head><body><h1>Picket Schedule</h1>"
+        "<p>Picket Schedule for the Oakland Clinic</p>"
+        "<p>Shifts run from 6 am to 10 am and from 3 pm to 7 pm every weekday.</p></body></html>")
+    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    pipeline = Pipeline(settings, embedder=embedder)
+    titles = {"strike pay and benefits", "strike pay and benefits update", "picket schedule",
+              "picket schedule for the oakland clinic", "posted october 3, 2026 by communications team"}
+    for question in ("strike pay and benefits update", "What is the picket schedule for the Oakland clinic?",
+                     "when was the strike pay update posted", "strike pay and benefits?"):
+        answer = pipeline.ask(question)
+        assert not {c.quote.strip().lower() for c in answer.citations} & titles, (question, answer.text)

@@ -10,13 +10,14 @@ import pytest
 
 from rag.ingest import index as index_store
 from rag.config import Settings
-from rag.answer.answering import NOT_FOUND
 from rag.errors import InvalidQuestionError
 from rag.ingest.run import ingest
 from rag.ingest.loaders import Loaded, Skipped, walk_corpus
 from rag.pipeline import Pipeline
 from rag.types import cited_text
 from tests.pdfs import encrypted_pdf, truncated_pdf
+
+NOT_FOUND = Settings().not_found_text  # what a refusal says by default
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +86,7 @@ def test_instructions_inside_a_document_are_only_quoted(tmp_path, embedder):
         # Extractive: the answer is nothing but cited verbatim quotes, so a
         # planted instruction can appear only as a quotation of its document.
         rebuilt = " ".join(f"{c.quote} [{c.n}]" for c in answer.citations)
-        assert answer.text == (rebuilt if not answer.refused else "The strike documents don't say.")
+        assert answer.text == (rebuilt if not answer.refused else "The documents don't say.")
         assert "admin mode" not in answer.text or any(c.doc_id == "hostile.txt" for c in answer.citations)
     assert "No strike date has been set" in pipe.ask("Has a strike date been set?").text
 

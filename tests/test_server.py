@@ -22,7 +22,7 @@ from tests.pdfs import text_pdf
 UNION = "https://union.example.org"
 KEYS = {"question", "answer", "refused", "kind", "citations", "pieces", "retrieved", "related", "notice", "contact", "latency_ms", "mode", "dropped", "corrected",
         "answer_id"}
-CITATION_KEYS = {"n", "doc_id", "title", "page", "chunk_id", "quote", "start", "end", "section", "date"}
+CITATION_KEYS = {"n", "doc_id", "title", "page", "chunk_id", "quote", "start", "end", "section", "date", "also"}
 APPOINTMENTS = "How many therapy appointments did Kaiser cancel during the 2022 strike?"
 
 
@@ -229,7 +229,8 @@ def test_feedback_is_stored(client, settings):
                                            "answer": answer["answer"], "citations": answer["citations"]})
     assert r.status_code == 200
     latest = open_store(settings).ratings("dislike", limit=1)[0]
-    assert latest.question == APPOINTMENTS and latest.citations == answer["citations"]
+    kept = [{k: v for k, v in c.items() if k != "also"} for c in answer["citations"]]  # where else: not kept
+    assert latest.question == APPOINTMENTS and latest.citations == kept
     assert client.post("/api/feedback", json={"liked": "yes"}).status_code == 422
 
 

@@ -148,7 +148,9 @@ def test_the_shipped_reader_loads_offline_as_its_card_says():
     reader = load_reader("shipped")
     assert isinstance(reader, QuestionTower) and reader.path == SHIPPED
     assert reader.meta["seed"] == 13 and reader.meta["base_model"] == "bundled"
-    assert reader.meta["questions"] == 3938 and reader.meta["absent_examples"] == 0
+    # 3,938 SQuAD train questions and the 2,182 written union questions of the train split
+    assert reader.meta["questions"] == 6120 and reader.meta["union_questions"] == 2182
+    assert reader.meta["absent_examples"] == 0
     assert reader.features == TOWER_FEATURES and 0 < reader.threshold < 1
     assert (SHIPPED / TOWER_FILE).stat().st_size < 50_000_000
     card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
@@ -164,3 +166,55 @@ def test_the_shipped_reader_answers_and_refuses_through_the_pipeline(corpus_sett
         assert pipe.index.documents[c.doc_id].text[c.start:c.end] == c.quote
     refused = pipe.ask("Who won the 2018 World Cup?")
     assert refused.refused and refused.kind == "not_found"
+
+
+MEMBER_CORPUS = {
+    "contract.md": (
+        "# Agreement between the County and Local 99\n\n"
+        "## Article 12 Hours of Work\n\n"
+        "The normal workweek shall consist of forty (40) hours in five (5) consecutive days. "
+        "Employees shall receive a paid rest period of fifteen (15) minutes for each four (4) hours worked. "
+        "A meal period of thirty (30) minutes shall be provided near the middle of the shift.\n\n"
+        "## Article 14 Bereavement Leave\n\n"
+        "An employee shall be granted up to three (3) days of paid leave upon the death of a member of the "
+        "employee's immediate family. Immediate family means spouse, child, parent, sibling or grandparent.\n"),
+    "strike-update.md": (
+        "# Strike update, October 3\n\n"
+        "Members of Local 99 will walk off the job on October 10 at 6 am. "
+        "We are striking because the County refused to fix the unsafe staffing that puts patients at risk. "
+        "Strike pay from the Local 99 strike fund is $300 a week for members who picket twenty hours. "
+        "Strike pay starts in the second week of the strike.\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def member_pipeline(tmp_path_factory, embedder):
+    """The shipped reader over a small contract and strike update written for these tests."""
+    from rag.config import Settings
+    from rag.ingest.run import ingest
+
+    base = tmp_path_factory.mktemp("member")
+    corpus = base / "corpus"
+    corpus.mkdir()
+    for name, text in MEMBER_CORPUS.items():
+        (corpus / name).write_text(text)
+    settings = Settings.from_env(environ={}, index_dir=base / "index", corpus_dir=corpus, reader_model="shipped")
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    return Pipeline(settings, embedder=embedder)
+
+
+@pytest.mark.parametrize("question, history, quoted", [
+    ("how many paid days off do i get when my dad dies", None, "three (3) days"),  # members' words
+    ("Why are we going on strike?", None, "unsafe staffing"),  # the reason, not the walkout's date
+    ("and when does it start?", [{"role": "user", "content": "How much is strike pay?"},
+                                 {"role": "assistant", "content": "Strike pay is $300 a week [1]."}],
+     "second week"),
+])
+def test_the_shipped_reader_answers_members_questions(member_pipeline, question, history, quoted):
+    answer = member_pipeline.ask(question, history)
+    assert answer.kind == "answer" and any(quoted in c.quote for c in answer.citations), answer.text
+
+
+def test_the_shipped_reader_refuses_a_question_about_another_union(member_pipeline):
+    answer = member_pipeline.ask("How much strike pay does the Teamsters local give?")
+    assert answer.kind == "not_found", answer.text

@@ -17,7 +17,6 @@ from ..ingest.lexical import content_terms
 from ..types import Citation, Hit, Piece, cited_text
 from .reader import QuestionTower, Reader, candidate_text
 
-NOT_FOUND = "The strike documents don't say."
 HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on eval/questions.jsonl
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
 CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
@@ -187,7 +186,11 @@ def compose(chosen: list[Scored], index: Index) -> tuple[str, tuple[Citation, ..
     for s in chosen:
         c = _with_context(s.candidate, index.documents[s.candidate.doc_id].text)
         spans = _merge_into(spans, c, index.documents[c.doc_id].text)
-    citations = tuple(_citation(n, c) for n, c in enumerate(spans, start=1))
+    distinct: dict[str, list[Candidate]] = {}  # one quote per distinct sentence, with all its places
+    for c in spans:
+        distinct.setdefault(" ".join(c.text.split()).casefold(), []).append(c)
+    citations = tuple(replace(_citation(n, first), also=tuple(_citation(n, o) for o in others))
+                      for n, (first, *others) in enumerate(distinct.values(), start=1))
     pieces = tuple(Piece(c.quote, c.n) for c in citations)
     return cited_text(pieces), citations, pieces
 

@@ -125,6 +125,15 @@ _EN = frozenset("""the a an i you he she it we they to of and in is am are was w
 _ES, _EN = _ES - _EN, _EN - _ES  # "me", "no", "a": words both use say nothing
 
 
+def with_history(message: str, history) -> str:
+    """What the screen reads: the member's previous message (if any) and this one, so an idea
+    spread over two turns ("i've been thinking about ending it" ... "how do i change my pension
+    beneficiary") is read whole. Only the member's own words: answers quote the documents."""
+    earlier = [str(t.get("content", "")) for t in history or () if isinstance(t, dict) and t.get("role") == "user"]
+    earlier = [t for t in earlier if t.strip()]
+    return f"{earlier[-1].strip()}\n{message}" if earlier else message
+
+
 def language(text: str) -> str:
     """"es" or "en": which of the two the message is written in, by common words and marks."""
     sample = unicodedata.normalize("NFC", text[:2000]).lower()

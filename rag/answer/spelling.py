@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..types import Fix
+from .names import TYPED_WORD, name_like
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
-_TYPED = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*")  # found in the question itself, so offsets are its own
 MIN_LENGTH = 4  # shorter words are one edit from too many others ("osu", "pto", "ceo")
 
 
@@ -67,13 +67,13 @@ class Speller:
     def correct(self, question: str) -> Spelling:
         fixes = []
         first, shouting = True, question.isupper()  # all in capitals: no word is an acronym
-        for m in _TYPED.finditer(question):
+        for m in TYPED_WORD.finditer(question):
             shown, opens = m.group(0), first
             typed = shown.lower().replace("’", "'")
             first = False
             if len(typed) < self.min_length or typed in self._corpus or typed in self._english:
                 continue
-            if not shouting and _name_like(shown, opens):
+            if not shouting and name_like(shown, opens):
                 continue
             word = self._best(typed)
             if word:
@@ -92,14 +92,6 @@ class Speller:
         process agrees), or None."""
         found = [w for w in self._corpus.candidates(typed) or () if w != typed]
         return min(found, key=lambda w: (-self._corpus[w], w)) if found else None
-
-
-def _name_like(word: str, opens: bool) -> bool:
-    """An acronym ("OPEC") or a capitalised word inside the question ("Tugh Temur", "Qwest"):
-    names the documents lack are not typos of the words they hold ("Tugh" is not "Ough")."""
-    if word.isupper() and len(word) > 1:
-        return True
-    return not opens and any(ch.isupper() for ch in word)
 
 
 def _like(typed: str, word: str) -> str:

@@ -331,8 +331,10 @@ def _length_batches(pairs: list[Pair], batch_size: int, rng: random.Random) -> l
     return batches
 
 
-def calibrate_reader(model_dir: Path, squad_path: Path, *, limit: int = 250, seed: int = 13) -> dict:
-    """Platt-scale the reader's logit on the 'calib' half of the held-out SQuAD questions.
+def calibrate_reader(model_dir: Path, squad_path: Path, *, limit: int = 250, seed: int = 13,
+                     union: list[QAItem] | None = None) -> dict:
+    """Platt-scale the reader's logit on the 'calib' half of the held-out SQuAD questions, or,
+    given the written union questions, on the 'calib' half of their dev split.
 
     Every sentence of each question's paragraph is a candidate; the label is
     whether it holds the answer, so unanswerable questions teach it that a
@@ -343,8 +345,13 @@ def calibrate_reader(model_dir: Path, squad_path: Path, *, limit: int = 250, see
 
     from .reader import Reader, save_calibration
 
-    items = [it for it in load_squad(squad_path)
-             if split_of(it.article) == "heldout" and half_of(it.qid) == "calib"]
+    if union:
+        items = [it for it in union if union_split(it.article) == "dev" and half_of(it.qid) == "calib"]
+        source = "written union questions (dev split, calib half)"
+    else:
+        items = [it for it in load_squad(squad_path)
+                 if split_of(it.article) == "heldout" and half_of(it.qid) == "calib"]
+        source = "held-out SQuAD questions (calib half)"
     rng = random.Random(seed)
     items = rng.sample(items, min(limit, len(items)))
     reader = Reader(Path(model_dir))
@@ -356,7 +363,7 @@ def calibrate_reader(model_dir: Path, squad_path: Path, *, limit: int = 250, see
         raise ValueError("calibration needs both answer and non-answer sentences")
     fit = LogisticRegression(C=1.0, max_iter=1000).fit(np.array(x).reshape(-1, 1), np.array(y))
     w, b = float(fit.coef_[0][0]), float(fit.intercept_[0])
-    note = f"Platt scaling on {len(items)} held-out SQuAD questions (calib half), {len(y)} sentences"
+    note = f"Platt scaling on {len(items)} {source}, {len(y)} sentences"
     save_calibration(model_dir, ["logit"], [w], b, fit_on=note)
     return {"weights": [w], "bias": b, "questions": len(items), "sentences": len(y)}
 
@@ -405,6 +412,7 @@ def absent_candidates(item: QAItem, by_article: dict[str, list[QAItem]], rng: ra
 def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled", seed: int = 13,
                 epochs: int = 5, train_layers: int = 6, lr: float = 5e-5, batch_size: int = 32,
                 distractors: int = 4, max_questions: int | None = None, absent_share: float = 0.0,
+                union: list[QAItem] | None = None,
                 progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
     """Fine-tune the question side of MiniLM on the train articles; sentences keep the base
     model's vectors (the ones ingest stores), so only questions are encoded with gradients.
@@ -435,10 +443,12 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     torch.manual_seed(seed)
     rng = random.Random(seed)
     items = load_squad(squad_path)
-    by_article = group_by_article(items)
     train = [it for it in items if split_of(it.article) == "train"]
     if max_questions is not None:
         train = rng.sample(train, min(max_questions, len(train)))
+    written = [it for it in union or () if union_split(it.article) == "train"]
+    train += written  # members' wording over union documents, beside SQuAD's
+    by_article = group_by_article(items + written)
     if not train:
         raise ValueError(f"no training questions from {squad_path}")
     examples = [(it, *tower_candidates(it, by_article, rng, distractors)) for it in train]
@@ -494,6 +504,7 @@ def train_tower(squad_path: Path, out_dir: Path, *, base_model: str = "bundled",
     save_file(state, str(out_dir / TOWER_FILE))
     meta = {"format": TOWER_FORMAT, "base_model": base_model, "scale": TOWER_SCALE, "seed": seed,
             "questions": len(train), "answerable": sum(it.answerable for it in train),
+            "union_questions": len(written),
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "train_layers": len(trained),
             "distractors": distractors, "absent_share": absent_share, "absent_examples": len(absent),
             "train_seconds": round(seconds, 1),

@@ -158,7 +158,8 @@ def annotate(citations: Sequence[Citation], documents: dict[str, Document]) -> t
         if doc is None:
             out.append(c)
             continue
-        out.append(replace(c, section=c.section or doc.section_at(c.start), date=c.date or doc.date))
+        out.append(replace(c, section=c.section or doc.section_at(c.start), date=c.date or doc.date,
+                           also=annotate(c.also, documents)))
     return tuple(out)
 
 

@@ -97,6 +97,9 @@ def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
         page += f" ({md_escape(where)})" if where else ""
         lines.append(f"\n\n**{c.n}.** *{md_escape(c.title)}*{page} — {md_escape(quote)} "
                      f"[Open passage]({source_url(c)}){pdf}")
+        if c.also:
+            lines.append(" · also in " + ", ".join(f"[{md_escape(a.title)}{f', page {a.page}' if a.page else ''}]"
+                                                   f"({source_url(a)})" for a in c.also))
     return "".join(lines)
 
 

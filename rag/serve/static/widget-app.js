@@ -238,6 +238,11 @@
       // Some quotes open with their own quotation mark; don't double it.
       var quote = /^["\u201c\u2018']/.test(c.quote) ? c.quote : "\u201c" + c.quote + "\u201d";
       item.append(el("span", "quote", quote));
+      // The same sentence in other documents: quoted once, every place listed.
+      (c.also || []).forEach(function (a, i) {
+        item.append(el("span", "where", i ? ", " : " Also in "));
+        item.append(link(sourceUrl(a), a.title + (a.page ? ", page " + a.page : "")));
+      });
       list.append(item);
     });
     box.append(list);
