@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         index = getattr(args, "index", None)  # a flag's path is relative to where you are, not to home
         settings = Settings.from_env(index_dir=index.resolve() if index else None)
+        _quiet_libraries(settings)
         return args.run(args, settings) or 0
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -31,6 +32,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the previous index is unchanged", file=sys.stderr)
         return 130
+
+
+NOISY_LIBRARIES = ("pypdf", "bm25s")  # a damaged PDF logs hundreds of lines ("Ignoring wrong pointing object")
+
+
+def _quiet_libraries(settings: Settings) -> None:
+    """Libraries' own log lines go to data/debug.log, not the console: the console keeps the one
+    warning per file that ingest prints itself (with its pages)."""
+    import logging
+
+    path = settings.data_dir / "debug.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    except OSError:
+        handler = logging.NullHandler()  # a read-only data folder: drop them rather than fail
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in NOISY_LIBRARIES:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,14 +21,14 @@ def text_pdf(path: Path, pages: list[str], title: str | None = None) -> Path:
     return path
 
 
-def encrypted_pdf(path: Path, password: str = "secret") -> Path:
+def encrypted_pdf(path: Path, password: str = "secret", algorithm: str = "RC4-128") -> Path:
     from pypdf import PdfReader, PdfWriter
 
     plain = text_pdf(path.with_suffix(".plain.pdf"), ["Confidential bargaining notes."])
     writer = PdfWriter()
     for page in PdfReader(plain).pages:
         writer.add_page(page)
-    writer.encrypt(password)
+    writer.encrypt(password, algorithm=algorithm)
     with path.open("wb") as f:
         writer.write(f)
     plain.unlink()

@@ -447,3 +447,25 @@ def test_a_question_is_embedded_by_the_traced_model_as_by_the_model():
         assert len(calls) == 3
     finally:
         model.__dict__["_single"] = real
+
+
+def test_library_log_lines_go_to_the_debug_log_not_the_console(tmp_path):
+    """A PDF whose cross-reference table is off makes pypdf log a line per object it repairs
+    ("Object 1 0 found"); the console shows only what ingest says itself."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.pdfs import text_pdf
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    data = text_pdf(tmp_path / "plain.pdf", ["Strike pay is $300 a week for members who picket."]).read_bytes()
+    shifted = re.sub(rb"(\d{10}) 00000 n", lambda m: b"%010d 00000 n" % (int(m.group(1)) + 7), data)
+    (corpus / "strike-pay.pdf").write_bytes(shifted)
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus), "--index", str(tmp_path / "index")],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "found" not in run.stderr and "Ignoring" not in run.stderr
+    assert "Object 1 0 found" in (tmp_path / "data" / "debug.log").read_text()

@@ -79,3 +79,31 @@ def test_walk_reports_every_bad_file_and_loads_the_rest(tmp_path):
     assert "unsupported" in skipped["image.png"]
     assert any("symlink loop" in reason for reason in skipped.values())
     assert next(r for r in results if isinstance(r, Loaded) and r.document.doc_id == "good.md").document.title == "Strike FAQ"
+
+
+def test_a_pdf_secured_with_an_empty_password_opens(tmp_path):
+    """Many unions' PDFs are "secured" (AES) with no password to open them: pypdf reads them with
+    its crypto extra. One that needs a real password stays one clear warning."""
+    doc = load_file(encrypted_pdf(tmp_path / "manual.pdf", password="", algorithm="AES-256"), "manual.pdf").document
+    assert "Confidential bargaining notes." in doc.text
+    with pytest.raises(UnreadableDocumentError, match="encrypted PDF"):
+        load_file(encrypted_pdf(tmp_path / "locked.pdf", password="secret", algorithm="AES-256"), "locked.pdf")
+
+
+def test_mdx_pages_read_as_markdown_with_their_components_dropped(tmp_path):
+    page = tmp_path / "2023-12-26_tentative-agreement.mdx"
+    page.write_text('---\ntitle: "We Won Our Tentative Agreement"\ndate: 2023-12-26\n---\n'
+                    'import Callout from "../components/Callout"\n\n'
+                    '<Callout type="info">Ratification voting opens January 4.</Callout>\n\n'
+                    '## Wages\n\nWages rise to $17 per hour. <Badge label="new" />\n')
+    doc = load_file(page, page.name).document
+    assert doc.title == "We Won Our Tentative Agreement" and doc.date == "2023-12-26"
+    assert "Ratification voting opens January 4." in doc.text and "Wages rise to $17 per hour." in doc.text
+    assert "<" not in doc.text and "import Callout" not in doc.text
+    assert [r.document.doc_id for r in walk_corpus(tmp_path) if isinstance(r, Loaded)] == [page.name]
+
+
+def test_a_hugo_page_takes_its_title_from_its_front_matter(tmp_path):
+    page = tmp_path / "notice.md"
+    page.write_text('+++\ntitle = "Five days\' strike notice served"\ndate = 2022-11-17\n+++\n\nWe served notice today.\n')
+    assert load_file(page, page.name).document.title == "Five days' strike notice served"

@@ -19,7 +19,8 @@ from . import dates
 from .pdftext import rebuild
 from .structure import html_headings, text_headings
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}  # .mdx: Markdown with JSX components (dropped)
+TEXT_SUFFIXES = {".txt"} | MARKDOWN_SUFFIXES
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
@@ -70,7 +71,9 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
             found = _first_date(meta, (dates.dated_line(text), "dated line"),
                                 (dates.from_file_name(path.name), "file name"))
         else:
-            headings = text_headings(text, markdown=suffix in {".md", ".markdown"})
+            if suffix == ".mdx":
+                text = mdx_text(text)
+            headings = text_headings(text, markdown=suffix in MARKDOWN_SUFFIXES)
             title = _first_line(text)
             found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"))
     if not text.strip():
@@ -102,6 +105,16 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in out)
 
 
+_MDX_STATEMENT = re.compile(r"^(?:import|export)\s.*$", re.M)  # ES module lines of an .mdx page
+_MDX_TAG = re.compile(r"</?[A-Za-z][\w.:-]*(?:\s+[^<>]*?)?/?>")  # components and inline HTML: tags go, text stays
+
+
+def mdx_text(text: str) -> str:
+    """An .mdx page as Markdown: its import/export lines and JSX or HTML tags removed (their
+    inner text kept), so "<Callout>Strike pay starts Monday</Callout>" reads as its words."""
+    return _MDX_TAG.sub("", _MDX_STATEMENT.sub("", text))
+
+
 def _decode(data: bytes) -> tuple[str, str]:
     # NUL bytes never occur in real text files; they mark a binary file that
     # merely has a text extension.
@@ -115,7 +128,14 @@ def _decode(data: bytes) -> tuple[str, str]:
         return data.decode("cp1252", errors="replace"), "not valid UTF-8; decoded as Windows-1252"
 
 
+_FRONT_MATTER_TITLE = re.compile(r"\A(---|\+\+\+)\s*\n(?:.*\n)*?title\s*[:=]\s*[\"']?(.+?)[\"']?\s*\n(?:.*\n)*?\1", re.M)
+
+
 def _first_line(text: str) -> str:
+    """A text or Markdown file's title: its front matter's title (YAML --- or TOML +++, as site
+    generators write them), else its first line."""
+    if m := _FRONT_MATTER_TITLE.match(text):
+        return m.group(2).strip()[:200]
     for line in text.splitlines():
         line = line.strip().lstrip("#").strip()
         if line:
