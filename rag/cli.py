@@ -239,8 +239,8 @@ def _train_reader(args, settings: Settings) -> int:
             print(f"step {step}/{steps}  loss {loss:.3f}  {time.monotonic() - started:.0f} s", file=sys.stderr)
 
     epochs = {"epochs": args.epochs} if args.epochs else {}
+    union = load_union(settings.path(args.union)) if args.union is not None else None
     if args.design == "tower":
-        union = load_union(settings.path(args.union)) if args.union is not None else None
         report = train_tower(squad, args.out, seed=args.seed, max_questions=args.questions,
                              absent_share=args.absent_share, union=union, progress=progress, **epochs)
         print(f"trained on {report.pairs} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
@@ -248,7 +248,6 @@ def _train_reader(args, settings: Settings) -> int:
         print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
               f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
     else:
-        union = load_union(settings.path(args.union)) if args.union is not None else None
         report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress,
                               union=union, squad_share=args.squad_share, **epochs)
         print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "

@@ -88,8 +88,9 @@ def test_forwarded_and_unknown_hosts_never_reach_the_page(site):
     assert r.status_code == 400 and "evil.example" not in r.text
 
 
-def test_a_trusted_proxy_and_the_public_url_decide_the_root(corpus_settings, pipeline, serve_app, tmp_path):
-    proxied = replace(corpus_settings, data_dir=tmp_path / "a", trusted_proxies=("127.0.0.1",))
+@pytest.mark.parametrize("trusted", ["127.0.0.1", "127.0.0.0/8"])  # an address or a network, as the README says
+def test_a_trusted_proxy_and_the_public_url_decide_the_root(corpus_settings, pipeline, serve_app, tmp_path, trusted):
+    proxied = replace(corpus_settings, data_dir=tmp_path / "a", trusted_proxies=(trusted,))
     with serve_app(create_app(proxied, pipeline)) as server:
         r = httpx.get(server.url + "/config", headers={"X-Forwarded-Host": "strike.union.example"}, timeout=30)
         assert "strike.union.example" in r.json()["root"]

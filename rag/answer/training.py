@@ -239,7 +239,8 @@ def train_reader(squad_path: Path, out_dir: Path, *, base_model: str = "bundled"
     np.random.seed(seed)
     torch.manual_seed(seed)
     items = [it for it in load_squad(squad_path) if split_of(it.article) == "train"]
-    items = random.Random(seed).sample(items, int(len(items) * squad_share))
+    if squad_share < 1.0:  # a seeded share; all of them in their order otherwise, as before the share existed
+        items = random.Random(seed).sample(items, int(len(items) * squad_share))
     pairs = build_pairs(items, seed)
     if max_pairs is not None:
         pairs = pairs[:max_pairs]  # already shuffled with the seed

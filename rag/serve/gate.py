@@ -7,7 +7,7 @@ as the chat message was copied into its cache (``_check_allowed`` is skipped whi
 ``/gradio_api/file=``. So the gate is an allow-list, checked before Gradio sees a request:
 
 - our own routes (the API, widget, sources: whatever the app declared before Gradio);
-- the chat page's own traffic, as a real browser sends it (``tests/test_gradio_gate.py``):
+- the chat page's own traffic, as a real browser sends it (``tests/test_gate.py``):
   the page, its assets, the queue, the heartbeat;
 - a queue request whose data holds anything but text (a file object) is refused.
 
@@ -76,32 +76,25 @@ class GradioGate:
     Gradio is mounted. ``title`` replaces Gradio's link-preview tags on the page.
     """
 
-    def __init__(self, app, own: Iterable[re.Pattern], title: str, max_body: int,
-                 hosts: frozenset[str] = frozenset()):
+    def __init__(self, app, own: Iterable[re.Pattern], title: str, hosts: frozenset[str] = frozenset()):
         self.app = app
         self.hosts = hosts  # Host header names Gradio may build its root URL from; empty: any
         self.own = list(own)
         self.gradio = _matcher(GRADIO_ROUTES)
         self.title = title.encode()
-        self.max_body = max_body
-
-    def allowed(self, method: str, path: str) -> bool:
-        if any(p.match(path) for p in self.own):
-            return True
-        return any(method in methods and p.match(path) for methods, p in self.gradio)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path, method = scope["path"], scope["method"]
-        if not self.allowed(method, path):
-            return await send_error(send, 404, "Not found.")
         if any(p.match(path) for p in self.own):
             return await self.app(scope, receive, send)
+        if not any(method in methods and p.match(path) for methods, p in self.gradio):
+            return await send_error(send, 404, "Not found.")
         if self.hosts and host_name(scope) not in self.hosts:
             return await send_error(send, 400, "Unknown host.")
         if method == "POST" and _READ_BODY.match(path):
-            body, receive = await _read_body(receive, self.max_body)
+            body, receive = await _read_body(receive)
             try:
                 data = json.loads(body or b"null")
             except ValueError:
@@ -168,8 +161,8 @@ def _error_shape(body: bytes) -> bytes:
     return body
 
 
-async def _read_body(receive, limit: int):
-    """The whole request body (BodyLimit has already bounded it), and a receive that replays it."""
+async def _read_body(receive):
+    """The whole request body (BodyLimit, outside this middleware, bounds it), and a receive that replays it."""
     chunks, more = [], True
     while more:
         message = await receive()
@@ -177,7 +170,7 @@ async def _read_body(receive, limit: int):
             break
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    body = b"".join(chunks)[:limit]
+    body = b"".join(chunks)
     sent = False
 
     async def replay():
@@ -198,15 +191,15 @@ class ForwardedHeaders:
     def __init__(self, app, trusted: tuple[str, ...]):
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-        self.trusted = frozenset(trusted)
         self.app = app
-        self.proxied = ProxyHeadersMiddleware(app, trusted_hosts=list(trusted)) if trusted else app
+        # uvicorn's own trust list judges the peer too: addresses and networks ("10.0.0.0/8") alike.
+        self.proxied = ProxyHeadersMiddleware(app, trusted_hosts=list(trusted)) if trusted else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         peer = (scope.get("client") or ("", 0))[0]
-        if peer in self.trusted:
+        if self.proxied and peer in self.proxied.trusted_hosts:
             return await self.proxied(scope, receive, send)
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in FORWARDING_HEADERS]
         await self.app({**scope, "headers": headers}, receive, send)

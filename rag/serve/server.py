@@ -69,8 +69,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     # Added last = runs first: forwarding headers are judged on the socket's peer, every
     # response gets the security headers, then the body's size and the route allow-list
     # (gate.py) are checked before anything reads a body.
-    app.add_middleware(GradioGate, own=own, title=app.title, max_body=settings.max_request_bytes,
-                       hosts=allowed_hosts(settings))
+    app.add_middleware(GradioGate, own=own, title=app.title, hosts=allowed_hosts(settings))
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
     app.add_middleware(ForwardedHeaders, trusted=settings.trusted_proxies)
