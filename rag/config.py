@@ -18,6 +18,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def shared_dir(*parts: str) -> Path:
+    """A path under the shared data folder (datasets, corpora) that sits beside the checkout:
+    ``STRIKE_QA_SHARED`` if set, else ../shared, else ../../shared (a checkout inside a folder
+    of git worktrees); the first that exists, else ../shared."""
+    override = os.environ.get("STRIKE_QA_SHARED")
+    bases = [Path(override)] if override else [ROOT.parent / "shared", ROOT.parent.parent / "shared"]
+    return next((b.joinpath(*parts) for b in bases if b.joinpath(*parts).exists()), bases[0].joinpath(*parts))
+
+
 def offline_environment() -> None:
     """Keep every library off the network: the app must run with no internet."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -3,7 +3,6 @@ updates that supersede older figures, and several corpus folders served end to e
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 from rag.ingest import dates
 from rag.ingest.chunking import chunk_document
 from rag.config import Settings
+from rag.config import shared_dir
 from rag.ingest.embedding import tiktoken_counter
 from rag.ingest.run import ingest
 from rag.ingest.loaders import Loaded, Skipped, load_file, walk_corpus
@@ -21,9 +21,7 @@ from rag.answer.updates import figures, is_about_present
 from tests.pdfs import text_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
-# ../shared holds the real corpora; STRIKE_QA_SHARED points elsewhere (e.g. from a git worktree).
-SHARED = Path(os.environ.get("STRIKE_QA_SHARED", ROOT.parent / "shared"))
-SEIU = SHARED / "corpora" / "seiu503-higher-ed"
+SEIU = shared_dir("corpora", "seiu503-higher-ed")
 needs_shared = pytest.mark.skipif(not SEIU.is_dir(), reason=f"{SEIU} not found (the shared corpora)")
 
 
