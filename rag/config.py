@@ -166,6 +166,18 @@ class Settings:
             raise ValueError(f"RAG_MAX_CONNECTIONS must be >= 1, got {self.max_connections}")
         if self.retention_days < 0:
             raise ValueError(f"RAG_RETENTION_DAYS must be >= 0, got {self.retention_days}")
+        for name in ("top_k", "candidates", "reader_candidates", "max_question_chars", "chunk_tokens", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"RAG_{name.upper()} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ValueError(f"RAG_DENSE_WEIGHT must be within [0, 1], got {self.dense_weight}")
+        if self.fusion not in ("convex", "rrf"):
+            raise ValueError(f"RAG_FUSION must be 'convex' or 'rrf', got {self.fusion!r}")
+        if self.recency_boost < 0:
+            raise ValueError(f"RAG_RECENCY_BOOST must be >= 0, got {self.recency_boost}")
+        # Both scales, the heuristic's and a reader's probability, are [0, 1].
+        if self.min_answer_score is not None and not 0.0 <= self.min_answer_score <= 1.0:
+            raise ValueError(f"RAG_MIN_ANSWER_SCORE must be within [0, 1], got {self.min_answer_score}")
         home = self.home.expanduser().resolve()
         object.__setattr__(self, "home", home)
         for name in ("corpus_dir", "index_dir", "data_dir"):

@@ -17,7 +17,7 @@ from .answer.reader import QuestionTower, Reader, load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
 from .answer.names import initialisms, unknown_names
-from .answer.safety import SENSITIVE, screen, storable
+from .answer.safety import screen, storable
 from .answer.spelling import Spelling
 from .answer.updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 from .config import Settings
@@ -25,7 +25,7 @@ from .errors import IndexCorruptError, InvalidQuestionError, ReaderNotFoundError
 from .ingest import index as index_store
 from .ingest.embedding import Embedder, load_embedder
 from .ingest.index import Index
-from .types import Answer, cited_text
+from .types import SENSITIVE, Answer, Kind, Turn, cited_text
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -74,12 +74,10 @@ class Pipeline:
             raise ReaderNotFoundError(
                 f"the reader at {reader.path} was trained against sentence vectors of {reader.base_model!r}, "
                 f"but this index uses {settings.model!r}; retrain it with `rag train-reader` or set RAG_READER_MODEL=none")
+        # Unset, the threshold belongs to the scorer: the one stored with the reader, or the heuristic's.
         min_score = settings.min_answer_score
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
-        if not 0.0 <= min_score <= 1.0:  # both scales (the heuristic's, a reader's probability) are [0, 1]
-            raise ValueError(f"RAG_MIN_ANSWER_SCORE must be between 0 and 1 "
-                             f"({'a probability, with a reader on' if reader else 'on the heuristic scale'}), got {min_score}")
         self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader,
                                  read_top=settings.reader_candidates)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
@@ -115,34 +113,32 @@ class Pipeline:
             return self._retriever
 
     def _make_retriever(self, index: Index) -> Retriever:
-        s = self.settings
-        return Retriever(index, self.embedder, candidates=s.candidates, dense_weight=s.dense_weight,
-                         fusion=s.fusion)
+        return Retriever.configured(index, self.embedder, self.settings)
 
     @property
     def index(self) -> Index:
         return self.retriever().index
 
-    def ask(self, question: str, history: Sequence[dict] | None = None, top_k: int | None = None,
+    def ask(self, question: str, history: Sequence[Turn] = (), top_k: int | None = None,
             generate: bool = True) -> Answer:
         started = time.perf_counter()
         # Safety first, even before the length limit: someone in crisis who
         # pastes a long message must get the crisis resources, not an error.
         text = clean_question(question)
         verdict = screen(_screened(text, self.settings.max_question_chars), self.detector)
-        if history and not (verdict and verdict.kind == "crisis"):
+        if history and not (verdict and verdict.kind == Kind.CRISIS):
             # Read with the member's previous message, an intent stated one turn earlier still
             # counts ("i've been thinking about ending it" ... "how do i change my beneficiary").
             # It only ever raises a crisis: a medical question is not referred again next turn.
             joined = screen(_screened(with_history(text, history), self.settings.max_question_chars), self.detector)
-            verdict = joined if joined and joined.kind == "crisis" else verdict
-        if verdict and verdict.kind != "concern":  # fixed, human-written text; never retrieved or generated
+            verdict = joined if joined and joined.kind == Kind.CRISIS else verdict
+        if verdict and verdict.kind != Kind.CONCERN:  # fixed, human-written text; never retrieved or generated
             return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})
         notice = verdict.message if verdict else ""  # "concern": answer, with resources under it
         question = _check_length(text, self.settings.max_question_chars)
         retriever = self.retriever()
-        speller = retriever.index.speller if self.settings.spelling else None
+        speller = retriever.speller if self.settings.spelling else None
         spelling = speller.correct(question) if speller else Spelling(question)
         typed = spelling.text  # what the member meant to type: searched and read in their place
         if notice and spelling.fixes and screen(typed, self.detector) is None:
@@ -172,7 +168,7 @@ class Pipeline:
         timings["answer"] = _ms(t)
         documents = retriever.index.documents
         if not chosen:
-            return Answer(question, self.settings.not_found_text, refused=True, kind="not_found", retrieved=tuple(hits),
+            return Answer(question, self.settings.not_found_text, refused=True, kind=Kind.NOT_FOUND, retrieved=tuple(hits),
                           related=annotate(related(ranked), documents), standalone_question=query,
                           timings_ms=timings, notice=notice, contact=self.contact, corrected=spelling.fixes,
                           storable=not notice and storable(text, self.detector))
@@ -181,7 +177,7 @@ class Pipeline:
         labels = labels or date_labels(query, citations)
         pieces = label_pieces(pieces, citations, labels)
         text = cited_text(pieces)  # the plain text is always the pieces', never edited on its own
-        answer = Answer(question, text, refused=False, kind="answer", citations=citations, pieces=pieces,
+        answer = Answer(question, text, refused=False, kind=Kind.ANSWER, citations=citations, pieces=pieces,
                         retrieved=tuple(hits), standalone_question=query, timings_ms=timings, notice=notice,
                         corrected=spelling.fixes)
         if generate and self.generator:  # only once safety, retrieval and the answerer said "answer"
@@ -196,7 +192,7 @@ class Pipeline:
             self._initialisms = (index.version, known)
         return known
 
-    def private_kind(self, question: str, answer: str = "") -> str | None:
+    def private_kind(self, question: str, answer: str = "") -> Kind | None:
         """Why an exchange may not be stored, or None if it may: the screen's sensitive verdict
         on the question or the answer ("crisis", "medical", "concern"), else "private" where
         safety.storable refuses the member's question. The store keeps the vote without its text."""
@@ -204,13 +200,13 @@ class Pipeline:
             verdict = screen(text, self.detector) if text else None
             if verdict and verdict.kind in SENSITIVE:
                 return verdict.kind
-        return None if storable(question, self.detector) else "private"
+        return None if storable(question, self.detector) else Kind.PRIVATE
 
-    def stream(self, question: str, history: Sequence[dict] | None = None,
+    def stream(self, question: str, history: Sequence[Turn] = (),
                top_k: int | None = None) -> Iterator:
         """As ask(), but yields each generated sentence (generation.Sentence) once verified; the Answer last."""
         answer = self.ask(question, history, top_k, generate=False)
-        if self.generator is None or answer.kind != "answer":
+        if self.generator is None or answer.kind != Kind.ANSWER:
             yield answer
             return
         yield from self.generator.stream(answer, self.index)

@@ -4,8 +4,58 @@
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+
+class Kind(StrEnum):
+    """What an answer is, and why a stored exchange keeps no text: one vocabulary for the
+    pipeline, the safety screen, the API, the feedback store and the eval."""
+
+    ANSWER = "answer"  # quoted from the documents
+    NOT_FOUND = "not_found"  # the documents don't say
+    CRISIS = "crisis"  # the fixed crisis text, never retrieved
+    MEDICAL = "medical"  # the fixed medical referral, never retrieved
+    INVALID = "invalid"  # the question could not be read (the eval's record of an error)
+    CONCERN = "concern"  # a safety verdict: answered, with a resources line under it
+    PRIVATE = "private"  # a stored exchange whose text safety.storable refuses to keep
+
+
+# Kinds whose words are never stored (a vote on them is counted without its text).
+SENSITIVE = frozenset({Kind.CRISIS, Kind.MEDICAL, Kind.CONCERN, Kind.PRIVATE})
+
+
+class Mode(StrEnum):
+    """How an answer's text was made."""
+
+    EXTRACTIVE = "extractive"  # quoted sentences
+    GENERATED = "generated"  # a language model wrote it, and every sentence was verified
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier message of a conversation, as the pipeline reads it."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+    @classmethod
+    def from_json(cls, row: Mapping) -> "Turn":
+        """A turn from ``{"role": "user"|"assistant", "content": str}``; ValueError otherwise."""
+        role, content = row.get("role"), row.get("content")
+        if role not in ("user", "assistant") or not isinstance(content, str):
+            raise ValueError('a turn must be {"role": "user"|"assistant", "content": str}')
+        return cls(role, content)
+
+    def to_json(self) -> dict:
+        return {"role": self.role, "content": self.content}
+
+
+def turns(rows: Iterable[Mapping] | None) -> tuple[Turn, ...]:
+    """A conversation read from JSON rows (an eval file, a request)."""
+    return tuple(Turn.from_json(r) for r in rows or ())
 
 
 @dataclass(frozen=True)
@@ -25,6 +75,18 @@ class Heading:
     end: int
     level: int  # 1 = top (an Article, an h1/h2), deeper numbers nest under it
     title: str  # as shown in a section path, e.g. "Article 36 Sick Leave"
+
+
+def section_path(headings: tuple[Heading, ...], offset: int) -> str:
+    """The heading path over offset, e.g. "Article 36 Sick Leave > Section 2"; "" before any heading."""
+    path: list[Heading] = []
+    for h in headings:
+        if h.start > offset:
+            break
+        while path and path[-1].level >= h.level:
+            path.pop()
+        path.append(h)
+    return " > ".join(h.title for h in path)
 
 
 @dataclass(frozen=True)
@@ -47,8 +109,6 @@ class Document:
 
     def section_at(self, offset: int) -> str:
         """The heading path over offset, e.g. "Article 36 Sick Leave > Section 2"; "" when none."""
-        from .ingest.structure import section_path
-
         return section_path(self.headings, offset)
 
     def is_heading(self, start: int, end: int) -> bool:
@@ -151,7 +211,7 @@ class Answer:
     question: str
     text: str
     refused: bool
-    kind: str  # "answer" | "not_found" | "crisis" | "medical" | "invalid"
+    kind: Kind
     citations: tuple[Citation, ...] = ()
     retrieved: tuple[Hit, ...] = ()
     related: tuple[Citation, ...] = ()  # closest passages when refusing
@@ -162,7 +222,7 @@ class Answer:
     # (the safety screen's "concern"); Markdown with **bold** only, in the question's language.
     notice: str = ""
     contact: Contact | None = None  # shown under a refusal: someone who may know
-    mode: str = "extractive"  # "generated" when a language model wrote it and every sentence was verified
+    mode: Mode = Mode.EXTRACTIVE
     dropped: int = 0  # generated sentences left out because no cited passage supports them
     corrected: tuple[Fix, ...] = ()  # words of the question read as document words (rag.answer.spelling)
     storable: bool = False  # the question may be kept (safety.storable); only the pipeline says so

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from rag.config import offline_environment  # noqa: E402
 from rag.answer.crisis import FORMAT, LABELS, with_history  # noqa: E402
+from rag.types import Turn  # noqa: E402
 
 SEED = 13
 WRITTEN = ROOT / "training" / "crisis" / "written.jsonl"
@@ -79,7 +80,7 @@ def written_2() -> list[dict]:
 
 def screened_text(row: dict) -> str:
     """A written message as the screen reads it: with the member's previous message, if any."""
-    return with_history(row["text"], [{"role": "user", "content": t} for t in row.get("turns", ())])
+    return with_history(row["text"], [Turn("user", t) for t in row.get("turns", ())])
 
 
 def union_questions() -> list[str]:
@@ -122,7 +123,7 @@ def dataset(rng: random.Random) -> tuple[list[str], np.ndarray, np.ndarray, np.n
     texts, labels, groups, questions = [], [], [], []
     for g, row in enumerate(rows):
         for variant in augment(row["text"], rng):
-            variant = with_history(variant, [{"role": "user", "content": t} for t in row.get("turns", ())])
+            variant = with_history(variant, [Turn("user", t) for t in row.get("turns", ())])
             texts.append(variant)
             labels.append(LABELS.index(row["label"]))
             groups.append(g)

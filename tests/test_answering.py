@@ -9,6 +9,7 @@ from rag.config import Settings
 from rag.errors import IndexNotFoundError, InvalidQuestionError
 from rag.ingest.run import ingest
 from rag.pipeline import Pipeline
+from rag.types import turns
 
 ROOT = Path(__file__).resolve().parent.parent
 STRIKE_2022 = "kaiser-clinicians-strike-2022.txt"
@@ -75,7 +76,7 @@ def test_multi_source_question_cites_both_documents(pipeline):
 def test_follow_up_uses_the_conversation(pipeline):
     history = [{"role": "user", "content": "Who is Molly Parsons?"},
                {"role": "assistant", "content": "Molly Parsons is a therapist with Kaiser in the Bay Area [1]."}]
-    answer = pipeline.ask("What did she say?", history)
+    answer = pipeline.ask("What did she say?", turns(history))
     assert answer.standalone_question == "What did Molly Parsons say?"
     assert "inappropriate bookings" in answer.text
 
@@ -190,8 +191,8 @@ def test_a_question_is_encoded_once_and_a_repeat_costs_nothing(pipeline, monkeyp
     and none when the question comes again (many people ask the same few questions)."""
     embedder = pipeline.embedder
     calls = []
-    real = embedder._encode
-    monkeypatch.setattr(embedder, "_encode", lambda texts: calls.append(list(texts)) or real(texts))
+    real = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts: calls.append(list(texts)) or real(texts))
     question = "Which Kaiser clinics did the therapists picket in 2022, and for how long?"
     first = pipeline.ask(question)
     assert len(calls) == 1 and question in calls[0]  # the screen's pieces, the whole question among them

@@ -19,6 +19,7 @@ from rag.pipeline import Pipeline
 from rag.answer.safety import SCAN_CHARS, check
 from rag.serve.server import create_app
 from rag.serve.ui import answer_markdown
+from rag.types import turns
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE = [  # from the issue: both got "The strike documents don't say."
@@ -159,12 +160,12 @@ def test_quiet_goodbyes_and_indirect_intent_get_the_crisis_response(pipeline, me
 def test_an_intent_told_one_turn_earlier_is_read_with_the_next_message(pipeline):
     earlier = [{"role": "user", "content": "i've been thinking about ending it all"},
                {"role": "assistant", "content": "If you are in crisis, call or text 988."}]
-    assert pipeline.ask("anyway how do i change the beneficiary on my pension", earlier).kind == "crisis"
+    assert pipeline.ask("anyway how do i change the beneficiary on my pension", turns(earlier)).kind == "crisis"
     ordinary = [{"role": "user", "content": "how much is strike pay?"},
                 {"role": "assistant", "content": "Strike pay is $400 a week [1]."}]
-    assert pipeline.ask("anyway how do i change the beneficiary on my pension", ordinary).kind != "crisis"
+    assert pipeline.ask("anyway how do i change the beneficiary on my pension", turns(ordinary)).kind != "crisis"
     medical = [{"role": "user", "content": "Should I stop taking my sertraline?"}]
-    assert pipeline.ask("Has a strike date been set?", medical).kind == "answer"  # not referred again
+    assert pipeline.ask("Has a strike date been set?", turns(medical)).kind == "answer"  # not referred again
 
 
 def test_a_crisis_sentence_inside_3000_characters_of_venting_is_caught(pipeline):

@@ -14,6 +14,7 @@ from rag.cli import main
 from rag.evaluate.evaluation import (EvalFileError, EvalItem, Gate, ThresholdsError, check_sources, check_thresholds,
                             compute_metrics, load_thresholds, parse_questions, run_eval, write_report)
 from rag.evaluate.report import format_table
+from rag.types import turns
 
 GOLDEN = Path(__file__).parent / "golden" / "result_schema.json"
 
@@ -198,7 +199,7 @@ def test_failure_causes():
         (item("wrong", answers=("March",)), result("wrong")),
         (item("refused"), result("refused", refused=True)),
         (item("unans", answerable=False), result("unans")),
-        (item("follow", answers=("March",), history=follow, question="what is the answer to the next thing"),
+        (item("follow", answers=("March",), history=turns(follow), question="what is the answer to the next thing"),
          result("follow")),
         (item("ok"), result("ok")),
     ])
@@ -245,7 +246,7 @@ def test_parse_questions_reads_every_field():
                                   {"id": "u", "question": "?", "answerable": False, "answers": [], "sources": []}))
     assert [i.id for i in items] == ["q1", "q2", "u"]
     assert items[0].category == "uncategorized" and items[0].line == 1
-    assert items[1].history == tuple(hist) and items[1].line == 3
+    assert items[1].history == turns(hist) and items[1].line == 3
     assert items[2].answerable is False
 
 

@@ -5,9 +5,7 @@ into its cache and then served by /gradio_api/file= (issue #22). Every route bel
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import httpx
 import pytest

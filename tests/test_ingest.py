@@ -17,6 +17,7 @@ from rag.ingest.embedding import load_embedder
 from rag.errors import IndexCorruptError
 from rag.ingest.run import ingest
 from rag.answer.retrieval import Retriever
+from rag.answer.answering import HEURISTIC_MIN_SCORE
 from tests.pdfs import encrypted_pdf, imageonly_pdf, text_pdf, truncated_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ def test_sentences_are_stored_at_ingest_and_reused(tmp_path, corpus):
     assert before.idf.terms and before.idf.unseen == max(before.idf.terms.values())
 
     model.embedded = 0  # answering embeds the question only, never a sentence
-    answerer = Answerer(model)
+    answerer = Answerer(model, min_score=HEURISTIC_MIN_SCORE, read_top=Settings().reader_candidates)
     hits = [Hit(before.chunks[r], 1.0) for r in before.chunks_of(doc_id)]
     ranked = answerer.rank("When is the strike vote?", hits, before, model.inner.embed_batch(["strike vote"])[0])
     assert ranked and model.embedded == 0
@@ -160,8 +161,8 @@ def test_save_then_load_returns_identical_hits(tmp_path, corpus, monkeypatch):
     assert loaded.chunks == original.chunks and loaded.documents == original.documents
     assert loaded.manifest == original.manifest
     for q in ["fine against Kaiser", "strike date", "artificial intelligence triage"]:
-        a = Retriever(original, load_embedder()).search(q, 5)
-        b = Retriever(loaded, load_embedder()).search(q, 5)
+        a = Retriever.configured(original, load_embedder(), Settings()).search(q, 5)
+        b = Retriever.configured(loaded, load_embedder(), Settings()).search(q, 5)
         assert a and [(h.chunk, round(h.score, 6)) for h in a] == [(h.chunk, round(h.score, 6)) for h in b]
 
 
@@ -275,6 +276,17 @@ def _kill_when(proc, ready, timeout=300.0) -> None:
     proc.wait()
 
 
+def _held(lock: Path) -> bool:
+    """Whether another process holds the ingest lock (rag.ingest.run: one ingest at a time)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(lock, timeout=0):
+            return False
+    except Timeout:
+        return True
+
+
 def test_killed_ingest_leaves_previous_index_loadable(tmp_path, corpus):
     settings = settings_for(tmp_path)
     ingest([corpus], settings)
@@ -282,16 +294,14 @@ def test_killed_ingest_leaves_previous_index_loadable(tmp_path, corpus):
     _big_corpus(big)
     env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir)}
     folder = settings.index_dir
-    started_at = {"t": 0.0}
-    moments = {  # while loading the model, while writing the new build, right after it is renamed
-        "loading": lambda: time.monotonic() - started_at["t"] > 2.0,
+    moments = {  # while reading and loading the model, while writing the new build, right after it is renamed
+        "loading": lambda: _held(folder / ".lock") and not any(folder.glob(".tmp-build-*")),
         "writing": lambda: any(folder.glob(".tmp-build-*")),
         "renamed": lambda: len(list(folder.glob("build-*"))) > len(builds_before),
     }
     for name, ready in moments.items():
         before = index_store.load(folder)
         builds_before = list(folder.glob("build-*"))
-        started_at["t"] = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(big)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _kill_when(proc, ready)
@@ -354,7 +364,7 @@ def test_chunk_vectors_are_pooled_from_the_one_pass_over_sentences(tmp_path, cor
     total = model.inner.embed_batch_with_sums(parts)[1].sum(axis=0)
     assert np.allclose(np.asarray(pooled.chunk_vectors[row], np.float32), total / np.linalg.norm(total), atol=2e-3)
 
-    hits = Retriever(pooled, model.inner).search("How much sick leave do employees accrue?", 1)
+    hits = Retriever.configured(pooled, model.inner, Settings()).search("How much sick leave do employees accrue?", 1)
     assert hits[0].chunk.doc_id == "contract.md"
 
 
@@ -372,7 +382,7 @@ def test_loading_and_searching_an_index_leave_the_model_its_threads(tmp_path, co
     threads = torch.get_num_threads()
     loaded = index_store.load(settings.index_dir)
     assert torch.get_num_threads() == threads
-    assert Retriever(loaded, load_embedder()).search("When is the strike vote?", 3)
+    assert Retriever.configured(loaded, load_embedder(), Settings()).search("When is the strike vote?", 3)
     assert torch.get_num_threads() == threads
 
 
@@ -390,7 +400,7 @@ def test_packed_sentences_come_out_as_they_would_alone():
     sentences = [text[a:b] for a, b in split_sentences(text)]
     # One word, one of ~100 word pieces (the middle width) and one past the model's 256 word pieces.
     sentences += ["Strike.", "strike " * 100, "word " * 400]
-    lengths = {len(ids) for ids in model._tokenizer(sentences)["input_ids"]}
+    lengths = {len(ids) for ids in model.tokenizer(sentences)["input_ids"]}
     assert min(lengths) <= 64 and any(64 < n <= 128 for n in lengths) and max(lengths) > 256  # every width used
     vectors, sums = embed_all_with_sums(model, sentences)
     alone_vectors, alone_sums = model.embed_batch_with_sums(sentences)
@@ -432,21 +442,21 @@ def test_a_question_is_embedded_by_the_traced_model_as_by_the_model():
     import numpy as np
 
     model = load_embedder()
-    assert model._single is not None
+    assert model.traced is not None
     calls = []
-    real = model._single
-    model.__dict__["_single"] = lambda ids, mask: calls.append(ids.shape[1]) or real(ids, mask)
+    real = model.traced
+    model.traced = lambda ids, mask: calls.append(ids.shape[1]) or real(ids, mask)
     try:
         questions = ["Strike pay?", "has a strike date been set yet??",
                      "How many therapy appointments did Kaiser cancel during the 2022 strike, and how many "
                      "patients were waiting eight weeks or more between sessions at the Fairfield clinic?"]
         for q in questions:
-            assert np.allclose(model._encode([q]), model.model.encode([q], normalize_embeddings=True), atol=1e-5)
+            assert np.allclose(model.encode([q]), model.model.encode([q], normalize_embeddings=True), atol=1e-5)
         assert len(calls) == 3 and len(set(calls)) == 3  # three lengths, all traced
-        model._encode(questions[:2])  # a batch: padded, so the eager model
+        model.encode(questions[:2])  # a batch: padded, so the eager model
         assert len(calls) == 3
     finally:
-        model.__dict__["_single"] = real
+        model.traced = real
 
 
 def test_library_log_lines_go_to_the_debug_log_not_the_console(tmp_path):

@@ -234,7 +234,7 @@ def test_crisis_wins_over_medical():
 
 @pytest.mark.parametrize("rule, model, expected", [
     ("crisis", "none", "crisis"), (None, "crisis", "crisis"), ("medical", "crisis", "crisis"),
-    ("medical", "concern", "medical"), (None, "concern", "concern"), (None, "none", "none"),
+    ("medical", "concern", "medical"), (None, "concern", "concern"), (None, "none", None),
 ])
 def test_rules_and_detector_combine(rule, model, expected):
     assert combine(rule, model) == expected
@@ -254,12 +254,16 @@ def test_normalize_folds_spellings(raw, folded):
     assert normalize(raw) == folded
 
 
-def test_long_input_is_fast():
-    # The rules allow filler words between "i" and a verb; make sure that cannot backtrack badly.
-    import time
-    started = time.perf_counter()
-    check("i am really just so " * 500 + "tired of the wait times")
-    assert time.perf_counter() - started < 1.0
+def test_long_input_cannot_backtrack_without_end():
+    # The rules allow filler words between "i" and a verb; catastrophic backtracking would run
+    # for hours on this, so a generous deadline tells the two apart on any machine.
+    import threading
+
+    worker = threading.Thread(target=check, args=("i am really just so " * 500 + "tired of the wait times",),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
 
 
 def test_empty_message_passes():

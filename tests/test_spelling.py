@@ -8,8 +8,10 @@ import pytest
 
 from rag.ingest import index as index_store
 from rag.pipeline import Pipeline
-from rag.answer.spelling import Speller, word_counts
+from rag.answer.spelling import Speller
+from rag.ingest.lexical import word_counts
 from rag.serve.ui import answer_markdown
+from rag.types import turns
 
 CONTRACT = ("Full time employees shall accrue eight (8) hours of sick leave for each full month. "
             "The union declared impasse. Dental insurance is paid by the employer. OPEU OSU Ough.")
@@ -103,7 +105,7 @@ def test_typos_alone_do_not_put_a_resources_line_under_an_answer(tmp_path, embed
 def test_a_follow_up_reads_the_earlier_question_spelled_right(pipeline):
     history = [{"role": "user", "content": "How many therapy apointments did Kaiser cancel?"},
                {"role": "assistant", "content": "A state investigation found 111,803."}]
-    answer = pipeline.ask("and during the 2022 strike?", history)
+    answer = pipeline.ask("and during the 2022 strike?", turns(history))
     assert "apointments" not in answer.standalone_question and "appointments" in answer.standalone_question
     assert answer.corrected == ()  # nothing the member just typed was changed
 

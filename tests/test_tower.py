@@ -11,6 +11,7 @@ from rag.errors import ReaderNotFoundError
 from rag.pipeline import Pipeline
 from rag.answer.reader import TOWER_FEATURES, TOWER_FILE, QuestionTower
 from rag.answer.training import default_squad
+from rag.types import turns
 
 SQUAD = default_squad()
 needs_squad = pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared SQuAD 2.0 file at {SQUAD}")
@@ -211,7 +212,7 @@ def member_pipeline(tmp_path_factory, embedder):
      "second week"),
 ])
 def test_the_shipped_reader_answers_members_questions(member_pipeline, question, history, quoted):
-    answer = member_pipeline.ask(question, history)
+    answer = member_pipeline.ask(question, turns(history))
     assert answer.kind == "answer" and any(quoted in c.quote for c in answer.citations), answer.text
 
 

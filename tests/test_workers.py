@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from rag.config import Settings
 from rag.ingest.run import ingest

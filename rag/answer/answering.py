@@ -70,18 +70,15 @@ class Answerer:
     With the question tower (``QuestionTower``) every candidate is scored: its question
     vector against the stored sentence vectors, and its calibrated probability decides.
 
-    Without a reader (``reader=None``) the first-stage score itself decides:
-    the old heuristic, kept for comparison (scripts/bench_reader.py).
+    Without a reader (``reader=None``, the default setting) the first-stage score itself
+    decides: the heuristic, on the scale of HEURISTIC_MIN_SCORE.
+    ``min_score`` and ``read_top`` come from Settings (min_answer_score, reader_candidates).
     """
 
-    # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the
-    # heuristic; it now only orders candidates for the reader, whose recall at
-    # read_top=10 is what matters (see scripts/bench_reader.py).
-    def __init__(self, embedder: Embedder, min_score: float = 0.5, semantic_weight: float = 0.6,
-                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | QuestionTower | None = None,
-                 read_top: int = 10):
-        if read_top <= 0:
-            raise ValueError(f"read_top must be > 0, got {read_top}")
+    # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the heuristic; with a
+    # reader it only orders candidates, whose recall at read_top=10 is what matters.
+    def __init__(self, embedder: Embedder, *, min_score: float, read_top: int, semantic_weight: float = 0.6,
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | QuestionTower | None = None):
         self.embedder = embedder
         self.reader = reader
         self.min_score = min_score  # below this the best sentence is not an answer: refuse

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ..types import Turn
+
 _PERSONAL = re.compile(r"\b(she|he|her|him|his|hers)\b", re.I)
 _REFERRING = re.compile(r"\b(they|them|their|it|its|that|this|those|these|there|the same)\b", re.I)
 _CONTINUATION = re.compile(r"^\s*(and|also|what about|how about|so|but|then)\b", re.I)
@@ -22,9 +24,9 @@ _NOT_PERSON = {"union", "workers", "valley", "area", "california", "permanente",
                "north", "south", "east", "west", "northern", "southern", "central", "bay", "new"}
 
 
-def standalone(question: str, history: Sequence[dict] | None) -> str:
+def standalone(question: str, history: Sequence[Turn]) -> str:
     """The question with its references resolved from history (user/assistant turns)."""
-    turns = [t for t in (history or []) if isinstance(t, dict) and str(t.get("content", "")).strip()]
+    turns = [t for t in history if t.content.strip()]
     if not turns:
         return question
     if _PERSONAL.search(question):
@@ -42,18 +44,18 @@ def _replace(pronoun: str, name: str) -> str:
     return f"{name}’s" if pronoun.lower() in ("his", "hers") else name
 
 
-def _last_person(turns: Sequence[dict]) -> str | None:
+def _last_person(turns: Sequence[Turn]) -> str | None:
     """Most recent multi-word capitalised name, looking at the newest turn first."""
     for turn in reversed(turns):
-        names = [n for n in _NAME.findall(str(turn["content"]))
+        names = [n for n in _NAME.findall(turn.content)
                  if not any(w.lower() in _NOT_PERSON for w in n.split())]
         if names:
-            return names[-1] if turn.get("role") == "user" else names[0]
+            return names[-1] if turn.role == "user" else names[0]
     return None
 
 
-def _last_user_question(turns: Sequence[dict]) -> str | None:
+def _last_user_question(turns: Sequence[Turn]) -> str | None:
     for turn in reversed(turns):
-        if turn.get("role") == "user":
-            return str(turn["content"])
+        if turn.role == "user":
+            return turn.content
     return None

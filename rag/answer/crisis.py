@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..errors import CrisisModelError
 from ..ingest.embedding import Embedder, embed_all
+from ..types import Turn
 
 FORMAT = "strike-qa crisis head v1"
 LABELS = ("none", "concern", "crisis")
@@ -125,12 +127,11 @@ _EN = frozenset("""the a an i you he she it we they to of and in is am are was w
 _ES, _EN = _ES - _EN, _EN - _ES  # "me", "no", "a": words both use say nothing
 
 
-def with_history(message: str, history) -> str:
+def with_history(message: str, history: Sequence[Turn]) -> str:
     """What the screen reads: the member's previous message (if any) and this one, so an idea
     spread over two turns ("i've been thinking about ending it" ... "how do i change my pension
     beneficiary") is read whole. Only the member's own words: answers quote the documents."""
-    earlier = [str(t.get("content", "")) for t in history or () if isinstance(t, dict) and t.get("role") == "user"]
-    earlier = [t for t in earlier if t.strip()]
+    earlier = [t.content for t in history if t.role == "user" and t.content.strip()]
     return f"{earlier[-1].strip()}\n{message}" if earlier else message
 
 

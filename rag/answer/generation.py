@@ -29,7 +29,7 @@ from ..config import Settings
 from ..errors import GenerationError
 from ..ingest.embedding import Embedder
 from ..ingest.index import Index
-from ..types import Answer, Chunk, Citation, Piece
+from ..types import Answer, Chunk, Citation, Mode, Piece
 from .updates import annotate
 from .verification import Claim, ClaimStream, Verdict, Verifier
 
@@ -235,7 +235,7 @@ class Generator:
         # Everything else (the question, retrieval, a concern notice) stays the extractive answer's.
         yield replace(extractive, text=_text(kept), citations=citations, pieces=_pieces(kept),
                       timings_ms={**extractive.timings_ms, "generate": _ms(started)},
-                      mode="generated", dropped=dropped)
+                      mode=Mode.GENERATED, dropped=dropped)
 
     def _accept(self, claim: Claim, passages: tuple[Chunk, ...], index: Index,
                 numbers: dict[tuple[str, int, int], Citation], kept: list[Sentence]) -> Sentence | None:

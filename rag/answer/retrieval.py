@@ -6,25 +6,36 @@ BEIR SciFact (see ``rag bench-retrieval``) the score-aware fusion ranks better.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
+from ..config import Settings
 from ..ingest.embedding import Embedder
 from ..ingest.index import Index, omp_threads
 from ..types import Hit
+from .spelling import Speller
 
 
 class Retriever:
-    def __init__(self, index: Index, embedder: Embedder, candidates: int = 50,
-                 dense_weight: float = 0.6, fusion: str = "convex"):
-        if not 0.0 <= dense_weight <= 1.0:
-            raise ValueError(f"dense_weight must be within [0, 1], got {dense_weight}")
-        if fusion not in ("convex", "rrf"):
-            raise ValueError(f"fusion must be 'convex' or 'rrf', got {fusion!r}")
+    """Searches one index build; the values come from Settings, which checks them."""
+
+    def __init__(self, index: Index, embedder: Embedder, *, candidates: int, dense_weight: float, fusion: str):
         self.index = index
         self.embedder = embedder
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.fusion = fusion
+
+    @classmethod
+    def configured(cls, index: Index, embedder: Embedder, settings: Settings) -> "Retriever":
+        return cls(index, embedder, candidates=settings.candidates, dense_weight=settings.dense_weight,
+                   fusion=settings.fusion)
+
+    @cached_property
+    def speller(self) -> Speller:
+        """The spelling corrector over this build's words, made at its first question."""
+        return Speller(self.index.words)
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed_batch([query])[0]

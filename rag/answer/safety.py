@@ -16,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from ..types import SENSITIVE, Kind
 from .crisis import CrisisDetector, language
 
 CRISIS_MESSAGE = (
@@ -45,7 +46,6 @@ CONCERN_NOTICE_ES = ("Si te sientes abrumado, no tienes que esperar una cita: **
                      "para hablar en español, o **envía AYUDA al 988**, a cualquier hora.")
 CRISIS_MESSAGES = {"en": CRISIS_MESSAGE, "es": CRISIS_MESSAGE_ES}
 CONCERN_NOTICES = {"en": CONCERN_NOTICE, "es": CONCERN_NOTICE_ES}
-SENSITIVE = frozenset({"crisis", "medical", "concern"})  # kinds whose text is never stored
 # What may be stored (an unanswered question, a rated exchange) is decided apart from what is
 # answered, and more widely: a missed crisis message must not be kept either. Not stored:
 # a sensitive verdict; distress the detector hears at half its concern threshold or more
@@ -223,7 +223,7 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u02bc": 
 
 @dataclass(frozen=True)
 class SafetyVerdict:
-    kind: str      # "crisis", "medical", or "concern" (answer normally, resources line under it)
+    kind: Kind     # CRISIS, MEDICAL, or CONCERN (answer normally, resources line under it)
     message: str   # fixed, human-written text: instead of an answer, or under it for "concern"
     language: str = "en"  # "en" | "es": the message's language, which picked the text
 
@@ -262,21 +262,21 @@ def check(message: str) -> SafetyVerdict | None:
     text = normalize(message)
     lang = language(message)
     if any(p.search(text) for p in _CRISIS) or any(p.search(_fold_accents(text)) for p in _CRISIS_ES):
-        return SafetyVerdict("crisis", CRISIS_MESSAGES[lang], lang)
+        return SafetyVerdict(Kind.CRISIS, CRISIS_MESSAGES[lang], lang)
     if any(p.search(text) for p in _MEDICAL):
-        return SafetyVerdict("medical", MEDICAL_MESSAGE, lang)
+        return SafetyVerdict(Kind.MEDICAL, MEDICAL_MESSAGE, lang)
     return None
 
 
-def combine(rule_kind: str | None, model_kind: str) -> str:
+def combine(rule_kind: Kind | None, model_kind: str) -> Kind | None:
     """One outcome from the rules' ("crisis", "medical" or None) and the detector's verdicts.
 
     Either half saying crisis wins; a medical question stays a medical referral even when the
     detector hears distress in it; the detector's "concern" only adds a line to an answer.
     """
-    if "crisis" in (rule_kind, model_kind):
-        return "crisis"
-    return rule_kind or model_kind
+    if Kind.CRISIS in (rule_kind, model_kind):
+        return Kind.CRISIS
+    return rule_kind or (Kind.CONCERN if model_kind == "concern" else None)
 
 
 def storable(message: str, detector: CrisisDetector | None = None) -> bool:
@@ -300,12 +300,12 @@ def screen(message: str, detector: CrisisDetector | None = None) -> SafetyVerdic
     """
     message = message[:RULE_SCAN_CHARS]
     rule = check(message)
-    if rule and rule.kind == "crisis":  # the floor: no need to run the model
+    if rule and rule.kind == Kind.CRISIS:  # the floor: no need to run the model
         return rule
     kind = combine(rule.kind if rule else None, detector.verdict(message) if detector else "none")
     lang = language(message)
-    if kind == "crisis":
-        return SafetyVerdict("crisis", CRISIS_MESSAGES[lang], lang)
-    if kind == "concern":
-        return SafetyVerdict("concern", CONCERN_NOTICES[lang], lang)
+    if kind == Kind.CRISIS:
+        return SafetyVerdict(Kind.CRISIS, CRISIS_MESSAGES[lang], lang)
+    if kind == Kind.CONCERN:
+        return SafetyVerdict(Kind.CONCERN, CONCERN_NOTICES[lang], lang)
     return rule

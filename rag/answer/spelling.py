@@ -10,30 +10,19 @@ does the two things this needs: its English word list says which words are real
 words (those are never changed: "rental" must not become "dental" because only
 "dental" is in the contract), and its one-edit candidate search (insert, delete,
 replace, transpose) runs over the corpus's own words, counted once at ingest
-(``word_counts``). A real word absent from the documents is left as typed, so a
+(``rag.ingest.lexical.word_counts``). A real word absent from the documents is left as typed, so a
 question about something the documents don't cover still gets an honest refusal.
 """
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ..types import Fix
 from .names import TYPED_WORD, name_like
 
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 MIN_LENGTH = 4  # shorter words are one edit from too many others ("osu", "pto", "ceo")
-
-
-def word_counts(texts: Iterable[str]) -> dict[str, int]:
-    """How often each lower-case word occurs in the texts: the corrector's vocabulary."""
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(_WORD.findall(text.lower().replace("’", "'")))
-    return dict(counts)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def load_union(labels: Path = UNION_LABELS) -> list[QAItem]:
     A document whose bytes differ from the label's SHA-256 is an error: its offsets would lie."""
     from ..ingest.loaders import load_file
     from ..ingest.structure import section_path
+    from ..types import turns
     from .conversation import standalone
 
     corpora = shared_data("corpora")
@@ -154,7 +155,7 @@ def load_union(labels: Path = UNION_LABELS) -> list[QAItem]:
         first = max(0, min(hit[0] - shift, len(spans) - size))
         window = spans[first:first + size]
         inside = frozenset(i - first for i in hit)
-        question = standalone(row["question"], row.get("history"))
+        question = standalone(row["question"], turns(row.get("history")))
         items.append(QAItem(f"{doc}#{n}", doc, question, section_path(headings, spans[hit[0]][0]),
                             tuple(text[a:b] for a, b in window), inside if row["answerable"] else frozenset(),
                             first, (row["answer"],) if row["answerable"] else (),

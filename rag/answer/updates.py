@@ -5,7 +5,7 @@ Two small pieces that sit beside the answerer rather than inside it:
 
 - ``prefer_recent``: for a question about the present ("latest", "now", "yet",
   "still", "current", "has ... been"), a retrieval tie-break that lifts chunks
-  of newer documents by at most ``RECENCY_BOOST`` (fused scores are spread
+  of newer documents by at most ``Settings.recency_boost`` (fused scores are spread
   over ~0-4, so this settles near-ties and never overrides a clear match);
 - ``reconcile``: when the chosen answer states a figure ($, %, a count) and a
   closely matching sentence of another document states a different figure
@@ -28,7 +28,6 @@ from ..ingest.dates import display
 from ..ingest.lexical import content_terms
 from ..types import Citation, Document, Hit, Piece
 
-RECENCY_BOOST = 0.15  # at most this much is added to a fused retrieval score (see module docstring)
 RIVAL_SCORE = 0.7  # a rival statement must score at least this share of the chosen one
 _PRESENT = re.compile(
     r"\b(latest|newest|most recent|recent(ly)?|now|right now|yet|still|current(ly)?|today|so far|"
@@ -47,7 +46,7 @@ def is_about_present(question: str) -> bool:
 
 
 def prefer_recent(question: str, hits: list[Hit], documents: dict[str, Document],
-                  boost: float = RECENCY_BOOST) -> list[Hit]:
+                  boost: float) -> list[Hit]:
     """Hits re-ranked with a small lift for newer documents, for questions about the present only."""
     if boost <= 0 or not hits or not is_about_present(question):
         return hits

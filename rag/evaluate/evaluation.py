@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import EvalFileError, InvalidQuestionError, ThresholdsError
-from ..types import Answer
+from ..types import Answer, Kind, Mode, Turn
 from .metrics import HIGHER_IS_BETTER, EvalItem, Gate, check_thresholds, compute_metrics
 from .report import format_table, format_value, write_report
 
@@ -30,7 +30,6 @@ DEFAULT_THRESHOLDS = Path("eval/thresholds.json")
 
 _REQUIRED = {"id": str, "question": str, "answerable": bool, "answers": list, "sources": list}
 _OPTIONAL = {"history": list, "category": str, "split": str}
-_ROLES = ("user", "assistant")
 SPLITS = ("dev", "heldout")  # tune on dev; score heldout only at the end
 
 
@@ -96,11 +95,14 @@ def _parse_line(line: str, number: int) -> EvalItem:
         raise ValueError("an answerable question needs at least one of 'answers' and one of 'sources'")
     if not row["answerable"] and (row["answers"] or row["sources"]):
         raise ValueError("an unanswerable question ('answerable': false) must have empty 'answers' and 'sources'")
-    history = row.get("history", [])
-    for i, turn in enumerate(history, start=1):
-        if not (isinstance(turn, dict) and set(turn) == {"role", "content"}
-                and turn["role"] in _ROLES and isinstance(turn["content"], str)):
-            raise ValueError(f"history turn {i} must be {{\"role\": \"user\"|\"assistant\", \"content\": str}}")
+    history = []
+    for i, turn in enumerate(row.get("history", []), start=1):
+        try:
+            if not (isinstance(turn, dict) and set(turn) == {"role", "content"}):
+                raise ValueError
+            history.append(Turn.from_json(turn))
+        except ValueError:
+            raise ValueError(f"history turn {i} must be {{\"role\": \"user\"|\"assistant\", \"content\": str}}") from None
     return EvalItem(id=row["id"], question=row["question"], answerable=row["answerable"],
                     answers=tuple(row["answers"]), sources=tuple(row["sources"]),
                     history=tuple(history), category=row.get("category", "uncategorized"),
@@ -159,9 +161,9 @@ def run_eval(questions: Sequence[EvalItem], pipeline, progress: Callable[[], Non
     results = []
     for item in questions:
         try:
-            answer = pipeline.ask(item.question, history=list(item.history))
+            answer = pipeline.ask(item.question, item.history)
         except InvalidQuestionError as exc:  # the UI shows this message; so do we
-            answer = Answer(item.question, str(exc), refused=True, kind="invalid")
+            answer = Answer(item.question, str(exc), refused=True, kind=Kind.INVALID)
         results.append({"id": item.id, **answer.to_json()})
         if progress:
             progress()
@@ -236,18 +238,18 @@ def compare_generated(items: Sequence[EvalItem], pipeline, out: Path, source: st
     chunks = {c.chunk_id: c for c in index.chunks}
     extractive, generated, kept, dropped, fallbacks = [], [], 0, 0, 0
     for item in items:
-        extractive.append({"id": item.id, **_ask(lambda: pipeline.ask(item.question, list(item.history),
+        extractive.append({"id": item.id, **_ask(lambda: pipeline.ask(item.question, item.history,
                                                                        generate=False), item).to_json()})
         events = []
         try:
-            events = list(pipeline.stream(item.question, list(item.history)))
+            events = list(pipeline.stream(item.question, item.history))
         except InvalidQuestionError as exc:
-            events = [Answer(item.question, str(exc), refused=True, kind="invalid")]
+            events = [Answer(item.question, str(exc), refused=True, kind=Kind.INVALID)]
         final = events[-1]
         asked = "generate" in final.timings_ms
-        kept += len(events) - 1 if final.mode == "generated" else 0
+        kept += len(events) - 1 if final.mode == Mode.GENERATED else 0
         dropped += final.dropped
-        fallbacks += asked and final.mode != "generated"
+        fallbacks += asked and final.mode != Mode.GENERATED
         generated.append({"id": item.id, **final.to_json()})
     write_results(generated, out.with_name(out.stem + "-llm.jsonl"))
     a = compute_metrics(items, extractive, index.documents, chunks)
@@ -259,7 +261,7 @@ def compare_generated(items: Sequence[EvalItem], pipeline, out: Path, source: st
     print(f"{'metric':<32}{'extractive':>12}{'generated':>12}")
     for label, name in rows:
         print(f"{label:<32}{format_value(name, a['metrics'][name]):>12}{format_value(name, b['metrics'][name]):>12}")
-    answered = sum(r["mode"] == "generated" for r in generated)
+    answered = sum(r["mode"] == Mode.GENERATED for r in generated)
     share = dropped / (kept + dropped) if kept + dropped else 0.0
     print(f"\ngenerated answers: {answered}/{len(items)}; fell back to extractive: {fallbacks}")
     print(f"generated sentences kept: {kept}, dropped as unsupported: {dropped} ({share:.1%} dropped)")
@@ -274,4 +276,4 @@ def _ask(call, item: EvalItem) -> Answer:
     try:
         return call()
     except InvalidQuestionError as exc:
-        return Answer(item.question, str(exc), refused=True, kind="invalid")
+        return Answer(item.question, str(exc), refused=True, kind=Kind.INVALID)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..answer.conversation import standalone
+from ..types import Kind, Turn
 
 # Gate direction: most metrics must reach a minimum; latencies must stay under a maximum.
 HIGHER_IS_BETTER = {
@@ -66,7 +67,7 @@ class EvalItem:
     answerable: bool
     answers: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
-    history: tuple[dict, ...] = ()
+    history: tuple[Turn, ...] = ()
     category: str = "uncategorized"
     split: str = ""  # "dev" | "heldout" | "" (unsplit)
     line: int = 0  # where it came from, for error messages
@@ -113,7 +114,7 @@ class Judged:
         r, it = self.result, self.item
         return {
             "id": it.id, "category": it.category, "question": it.question,
-            "history": list(it.history), "searched_as": self.searched_as,
+            "history": [t.to_json() for t in it.history], "searched_as": self.searched_as,
             "expected": expected_text(it), "got": r["answer"], "kind": r["kind"], "refused": r["refused"],
             "correct": self.correct, "gold_rank": self.gold_rank, "answer_rank": self.answer_rank,
             "causes": self.causes, "retrieved": [x["chunk_id"] for x in r.get("retrieved", [])],
@@ -196,7 +197,7 @@ def _causes(j: Judged, know_chunks: bool) -> list[str]:
     if item.answerable and not j.correct:
         if item.history and normalize(j.searched_as) == normalize(item.question):
             causes.append("follow-up not rewritten")
-        if refused and kind != "not_found":
+        if refused and kind != Kind.NOT_FOUND:
             causes.append(f"false refusal ({kind})")  # safety or validation, before retrieval
         elif j.gold_rank is None or (know_chunks and j.answer_rank is None):
             causes.append("retrieval miss")

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import check_precision, offline_environment
+from ..config import check_precision
 
 
 class Embedder(Protocol):
@@ -70,7 +70,6 @@ def resolve_precision(precision: str) -> str:
 
 class SentenceTransformerEmbedder:
     def __init__(self, model: str = "bundled", device: str = "cpu", precision: str = "auto"):
-        offline_environment()
         # What the model computes in: "bfloat16" runs it under torch's CPU autocast
         # (matrix products in bfloat16, norms and softmax in float32); vectors come out float32.
         self.precision = resolve_precision(precision)
@@ -86,7 +85,7 @@ class SentenceTransformerEmbedder:
         self.name = "sentence-transformers/all-MiniLM-L6-v2" if model == "bundled" else model
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
-        self._tokenizer = self.model.tokenizer
+        self.tokenizer = self.model.tokenizer
         # Hugging Face fast tokenizers are not safe to call from two threads at
         # once ("Already borrowed"); the web server answers concurrently. Only
         # tokenising holds the lock (~0.1 ms a question): the model's forward
@@ -107,12 +106,12 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         if len(texts) > MEMO_BATCH:
-            return self._encode(texts)
+            return self.encode(texts)
         with self._memo_lock:
             known = [self._memo.get(t) for t in texts]
         missing = sorted({t for t, v in zip(texts, known) if v is None})
         if missing:
-            fresh = dict(zip(missing, self._encode(missing)))
+            fresh = dict(zip(missing, self.encode(missing)))
             with self._memo_lock:
                 for t, v in fresh.items():
                     self._memo[t] = v
@@ -122,15 +121,17 @@ class SentenceTransformerEmbedder:
             known = [fresh.get(t) if v is None else v for t, v in zip(texts, known)]
         return np.stack(known)  # a new array: callers never hold the memo's rows
 
-    def _encode(self, texts: Sequence[str], reduced: bool = True) -> np.ndarray:
+    def encode(self, texts: Sequence[str], reduced: bool = True) -> np.ndarray:
+        """The model's unit vectors for texts, uncached (embed_batch remembers recent questions);
+        ``reduced=False`` computes in float32 whatever the precision."""
         import torch
 
         with self._lock:
             features = self._preprocess(list(texts))
         tokens = features["input_ids"].numel()
         with torch.inference_mode():
-            if len(texts) == 1 and not self._reduced(reduced, tokens) and self._single is not None:
-                out = self._single(features["input_ids"], features["attention_mask"])  # a question
+            if len(texts) == 1 and not self._reduced(reduced, tokens) and self.traced is not None:
+                out = self.traced(features["input_ids"], features["attention_mask"])  # a question
             else:
                 with self._autocast(tokens, reduced):
                     out = self.model(features)["sentence_embedding"]
@@ -138,7 +139,7 @@ class SentenceTransformerEmbedder:
         return out.numpy().reshape(len(texts), self.dim)
 
     @cached_property
-    def _single(self):
+    def traced(self):
         """The model for one text (a question), traced and frozen in TorchScript, or None.
 
         A question is a pass of ~20 tokens, where eager PyTorch spends most of its time
@@ -160,11 +161,11 @@ class SentenceTransformerEmbedder:
         try:
             with warnings.catch_warnings(), torch.inference_mode():
                 warnings.simplefilter("ignore")  # TracerWarnings on the padding checks a single text never takes
-                example = self._tokenizer([probes[0]], return_tensors="pt")
+                example = self.tokenizer([probes[0]], return_tensors="pt")
                 traced = torch.jit.trace(pooled, (example["input_ids"], example["attention_mask"]), check_trace=False)
                 traced = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
                 for probe in probes[1:]:
-                    f = self._tokenizer([probe], return_tensors="pt")
+                    f = self.tokenizer([probe], return_tensors="pt")
                     eager = self.model(self._preprocess([probe]))["sentence_embedding"]
                     mine = torch.nn.functional.normalize(traced(f["input_ids"], f["attention_mask"]), dim=1)
                     if float((mine - torch.nn.functional.normalize(eager, dim=1)).abs().max()) > 1e-5:
@@ -201,7 +202,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, self.dim), np.float32)
         with self._lock:
             features = self._preprocess(list(texts))
-        special = torch.tensor(sorted(self._tokenizer.all_special_ids))
+        special = torch.tensor(sorted(self.tokenizer.all_special_ids))
         own = features["attention_mask"].bool() & ~torch.isin(features["input_ids"], special)
         with torch.inference_mode(), self._autocast(features["input_ids"].numel()):
             out = self.model(features)
@@ -221,7 +222,7 @@ class SentenceTransformerEmbedder:
             packed, _ = self.embed_packed_with_sums(probe, reduced=False)
         except Exception:  # a backbone without position_ids or 4-D masks
             return False
-        return bool(np.abs(packed - self._encode(probe, reduced=False)).max() < 1e-4)
+        return bool(np.abs(packed - self.encode(probe, reduced=False)).max() < 1e-4)
 
     def embed_packed_with_sums(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
                                widths: Sequence[int] = PACK_WIDTHS,
@@ -240,8 +241,8 @@ class SentenceTransformerEmbedder:
         out_vectors = np.zeros((len(texts), self.dim), np.float32)
         out_sums = np.zeros((len(texts), self.dim), np.float32)
         with self._lock:
-            ids = self._tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
-        special = torch.tensor(sorted(self._tokenizer.all_special_ids))
+            ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        special = torch.tensor(sorted(self.tokenizer.all_special_ids))
         backbone = self.model[0].auto_model
         classes = sorted({min(w, self.max_tokens) for w in widths} | {self.max_tokens})
         by_class: dict[int, list[int]] = {w: [] for w in classes}
@@ -288,7 +289,7 @@ class SentenceTransformerEmbedder:
 
     def overflow(self, text: str) -> int:
         with self._lock:
-            ids = self._tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+            ids = self.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
         return len(ids) - self.max_tokens
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError, IndexFormatError, IndexNotFoundError
 from ..types import Chunk, Document, Heading, Page
-from .lexical import LexicalIndex
+from .lexical import LexicalIndex, word_counts
 
 FORMAT = "strike-qa-index v3"
 # Formats this version reads no more, and why; `rag ingest` rebuilds them.
@@ -188,7 +188,6 @@ class Index:
         self.sentences = sentences
         self.idf = idf
         self.words = words  # lower-case word -> count over the chunks (rag.answer.spelling)
-        self._speller = None
         self.version = version
         self._rows: dict[str, list[int]] | None = None
 
@@ -196,7 +195,6 @@ class Index:
     def build(cls, manifest: Manifest, documents: dict[str, Document], chunks: list[Chunk],
               vectors: np.ndarray, sentences: SentenceTable) -> "Index":
         """The index of chunks; vectors are stored as float16, and searched as stored."""
-        from ..answer.spelling import word_counts
         from .sentences import idf_table
 
         stored = np.asarray(vectors, dtype=np.float16).reshape(len(chunks), manifest.dim)
@@ -206,15 +204,6 @@ class Index:
         idf = Idf(*idf_table(c.text for c in chunks))
         words = word_counts(searched)
         return cls(manifest, documents, chunks, dense, lexical, stored, sentences, idf, words)
-
-    @property
-    def speller(self):
-        """The spelling corrector over this build's words, made at its first question."""
-        if self._speller is None:
-            from ..answer.spelling import Speller
-
-            self._speller = Speller(self.words)
-        return self._speller
 
     @property
     def sentence_vectors(self) -> np.ndarray:

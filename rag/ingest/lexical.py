@@ -8,6 +8,8 @@ gives Snowball stemming so "striking" finds "strike".
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -95,3 +97,15 @@ class LexicalIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+# A lower-case word as the spelling corrector (rag.answer.spelling) counts and reads it.
+SPELLING_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+def word_counts(texts: Iterable[str]) -> dict[str, int]:
+    """How often each lower-case word occurs in the texts: the corrector's vocabulary."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(SPELLING_WORD.findall(text.lower().replace("’", "'")))
+    return dict(counts)

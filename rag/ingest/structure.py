@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from ..types import Heading
+from ..types import Heading, section_path
 
 _ARTICLE = re.compile(
     r"(?P<kind>ARTICLE|Article|APPENDIX|Appendix|LETTER OF AGREEMENT|Letter of Agreement|ADDENDUM|Addendum)"
@@ -88,18 +88,6 @@ def section_breaks(headings: tuple[Heading, ...]) -> list[int]:
         return []
     top = min(h.level for h in headings)
     return [h.start for h in headings if h.level <= top + 1]
-
-
-def section_path(headings: tuple[Heading, ...], offset: int) -> str:
-    """The heading path over offset, e.g. "Article 36 Sick Leave > Section 2"; "" before any heading."""
-    path: list[Heading] = []
-    for h in headings:
-        if h.start > offset:
-            break
-        while path and path[-1].level >= h.level:
-            path.pop()
-        path.append(h)
-    return " > ".join(h.title for h in path)
 
 
 def chunk_section(headings: tuple[Heading, ...], text: str, start: int, end: int) -> str:

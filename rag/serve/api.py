@@ -18,10 +18,10 @@ from ..errors import (
     RagError,
     RateLimitedError,
 )
-from ..pipeline import Pipeline
+from ..types import Kind
+from ..types import Turn as ChatTurn
 from . import feedback as fb
-from .feedback import FeedbackStore
-from .ratelimit import RateLimiter
+from .desk import Desk, client_key
 
 log = logging.getLogger(__name__)
 MAX_TURNS = 40  # the pipeline only looks back a few turns; this bounds the request
@@ -46,12 +46,18 @@ class Turn(BaseModel):
     role: Literal["user", "assistant"]
     content: Text = Field(max_length=MAX_TURN_CHARS)
 
+    def turn(self) -> ChatTurn:
+        return ChatTurn(self.role, self.content)
+
 
 class AskRequest(BaseModel):
     # The pipeline checks the question itself (empty, too long, unencodable)
     # with a message written for people; here only its type is checked.
     question: StrictStr
     history: list[Turn] = Field(default_factory=list, max_length=MAX_TURNS)
+
+    def turns(self) -> tuple[ChatTurn, ...]:
+        return tuple(t.turn() for t in self.history)
 
 
 class CitationIn(BaseModel):
@@ -74,7 +80,7 @@ class RatingRequest(BaseModel):
     answer_id: StrictStr = Field(max_length=100)  # from the /api/ask reply: one vote per answer
     question: Text = Field(max_length=fb.MAX_QUESTION_CHARS)
     answer: Text = Field(max_length=fb.MAX_ANSWER_CHARS)
-    kind: Literal["answer", "not_found", "crisis", "medical", "concern", "invalid"] = "answer"
+    kind: Kind = Kind.ANSWER
     citations: list[CitationIn] = Field(default_factory=list, max_length=fb.MAX_CITATIONS)
 
 
@@ -97,7 +103,7 @@ ASK_RESPONSES = {
 }
 
 
-def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> APIRouter:
+def api_router(desk: Desk) -> APIRouter:
     router = APIRouter()
 
     # Plain `def` endpoints run in FastAPI's threadpool, so slow questions
@@ -105,38 +111,26 @@ def api_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -
     @router.post("/api/ask", summary="Answer a question from the strike documents, with citations",
                  responses=ASK_RESPONSES)
     def ask(body: AskRequest, request: Request):
-        limiter.check(client_key(request))
-        answer = pipeline.ask(body.question, [t.model_dump() for t in body.history])
-        store.record_answer(answer)
-        return {**answer.to_json(), "answer_id": store.answer_id()}
+        return desk.ask(body.question, body.turns(), client_key(request)).to_json()
 
     @router.post("/api/feedback", summary="Record a like or dislike of an answer (one vote per answer_id)")
     def feedback(body: RatingRequest, request: Request):
-        limiter.check("feedback:" + client_key(request))
-        # The server checks the text itself: a client's "kind" is not trusted to keep crisis text out.
-        kind = pipeline.private_kind(body.question, body.answer) or body.kind
-        store.record_rating(body.liked, body.question, body.answer, [c.model_dump() for c in body.citations],
-                            kind=kind, answer_id=body.answer_id)
+        desk.rate(client_key(request), body.liked, body.question, body.answer,
+                  [c.model_dump() for c in body.citations], body.kind, body.answer_id)
         return {"ok": True}
 
     @router.get("/api/contact", summary="The person to ask when the documents don't say, or null")
     def contact():
-        return {"contact": pipeline.contact.to_json() if pipeline.contact else None}
+        contact = desk.pipeline.contact
+        return {"contact": contact.to_json() if contact else None}
 
     @router.get("/healthz", summary="Index status")
     def healthz():
-        manifest = pipeline.index.manifest
+        manifest = desk.pipeline.index.manifest
         return {"status": "ok", "documents": len(manifest.documents), "chunks": manifest.chunks,
                 "built_at": manifest.built_at}
 
     return router
-
-
-def client_key(request: Request) -> str:
-    # The socket's peer, not X-Forwarded-For: a header anyone can set would let
-    # one client wear many faces. Behind a proxy, list it in RAG_TRUSTED_PROXIES
-    # and uvicorn puts the real client here (see server.uvicorn_options).
-    return request.client.host if request.client else "unknown"
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import InvalidFeedbackError
-from ..types import Answer
+from ..types import SENSITIVE, Answer, Kind
 
 SCHEMA_VERSION = 2
 # What one rating may hold: a member's question and our answer are far shorter;
@@ -39,7 +39,6 @@ MAX_NAME_CHARS = 300  # doc ids, titles, chunk ids
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
                     "start": int, "end": int, "section": str, "date": str}
-SENSITIVE_KINDS = frozenset({"crisis", "medical", "concern", "private"})  # never keep what was said
 _NOT_KEPT = "(not stored: {kind} message)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -143,13 +142,13 @@ class FeedbackStore:
         return bool(nonce) and hmac.compare_digest(sig, self._sign(nonce))
 
     def record_rating(self, liked: bool, question: str, answer: str, citations: list[dict],
-                      kind: str = "answer", answer_id: str | None = None) -> None:
+                      kind: Kind = Kind.ANSWER, answer_id: str | None = None) -> None:
         """Store one vote; with an ``answer_id``, a later vote on the same answer replaces it."""
         if answer_id is not None and not self.valid_answer_id(answer_id):
             raise InvalidFeedbackError("That answer can't be rated (unknown answer id); please ask again.")
         if self.retention_days == 0:
             return
-        if kind in SENSITIVE_KINDS:  # the vote is counted; nothing that was said is kept
+        if kind in SENSITIVE:  # the vote is counted; nothing that was said is kept
             question = answer = _NOT_KEPT.format(kind=kind)
             citations = []
         row = (_now(), "like" if liked else "dislike", clean(kind, 20), clean(question, MAX_QUESTION_CHARS),
@@ -171,7 +170,7 @@ class FeedbackStore:
 
     def record_answer(self, answer: Answer) -> None:
         """Keep a question the documents could not answer; everything else is not ours to keep."""
-        if answer.kind == "not_found" and answer.storable:  # the pipeline's safety.storable
+        if answer.kind == Kind.NOT_FOUND and answer.storable:  # the pipeline's safety.storable
             self.record_unanswered(answer.question)
 
     def ratings(self, rating: str | None = None, limit: int = 20) -> list[Rating]:

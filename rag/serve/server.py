@@ -19,34 +19,34 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..answer.streaming import stream_router
 from ..config import Settings, export_environment, gradio_cache_dir, offline_environment
 from ..errors import IndexNotFoundError
 from ..ingest import index as index_store
 from ..pipeline import Pipeline
 from .api import add_error_handlers, api_router
+from .desk import Desk
 from .feedback import open_store
 from .gate import ForwardedHeaders, GradioGate
 from .middleware import BodyLimit, SecurityHeaders
 from .ratelimit import open_limiter
+from .streaming import stream_router
 from .web import STATIC_DIR, web_router
 
 _ORIGIN = re.compile(r"^\*$|^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?$")
 
 
 def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
-    """The whole site as one ASGI app; tests pass their own pipeline to share one model."""
-    offline_environment()
+    """The whole site as one ASGI app; tests pass their own pipeline to share one model.
+    Its caller has called config.offline_environment() at start (cli.main, app_factory)."""
     cache = gradio_cache_dir(settings)
     _empty(cache)  # the chat takes no files; whatever is there is left over
-    import gradio as gr  # after offline_environment(): it reads the analytics switch
+    import gradio as gr  # late: it reads the analytics switch offline_environment() sets
 
     from .ui import CSS, THEME, build_ui
 
     origins = allowed_origins(settings)
     pipeline = pipeline or Pipeline(settings)
-    store = open_store(settings)
-    limiter = open_limiter(settings.rate_limit_per_minute, settings.data_dir)
+    desk = Desk(pipeline, open_store(settings), open_limiter(settings.rate_limit_per_minute, settings.data_dir))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -59,8 +59,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
                        allow_headers=["Content-Type"], max_age=600)
     add_error_handlers(app)
-    routers = (api_router(pipeline, store, limiter), stream_router(pipeline, store, limiter),  # /api/ask/stream
-               web_router(settings, pipeline))
+    routers = (api_router(desk), stream_router(desk), web_router(settings, pipeline))
     for router in routers:
         app.include_router(router)
     app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
@@ -73,7 +72,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
     app.add_middleware(ForwardedHeaders, trusted=settings.trusted_proxies)
-    blocks = build_ui(pipeline, store, limiter)
+    blocks = build_ui(desk)
     app = gr.mount_gradio_app(
         app, blocks, path="/", server_name=settings.host, server_port=settings.port,
         root_path=settings.public_url,  # when set, Gradio's root URL never comes from a request
@@ -127,6 +126,7 @@ def app_factory() -> FastAPI:
 
     from ..ingest.embedding import set_threads
 
+    offline_environment()  # a worker process starts here, not in cli.main
     settings = Settings.from_env()
     set_threads((os.cpu_count() or 1) // settings.workers)  # workers share the cores
     return create_app(settings)

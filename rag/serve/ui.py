@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
@@ -17,9 +18,8 @@ import gradio as gr
 from ..errors import RagError
 from ..ingest.dates import display
 from ..pipeline import Pipeline
-from ..types import Answer, Citation, Contact, Fix, Piece, read_as
-from .feedback import FeedbackStore
-from .ratelimit import RateLimiter
+from ..types import Answer, Citation, Contact, Fix, Kind, Piece, Turn, read_as
+from .desk import Answered, Desk, client_key
 from .sources import file_url, source_url
 
 EXAMPLES = [
@@ -117,7 +117,7 @@ def contact_markdown(contact: Contact) -> str:
 
 def answer_markdown(answer: Answer, upto: int | None = None) -> str:
     """The chat message for an answer; ``upto`` pieces only while streaming."""
-    if answer.kind in ("crisis", "medical"):
+    if answer.kind in (Kind.CRISIS, Kind.MEDICAL):
         return answer.text  # our own fixed Markdown
     if answer.pieces:
         body = cited_markdown(answer.pieces[:upto], answer.citations)
@@ -156,66 +156,80 @@ def _when(stamp: str) -> str:
         return stamp
 
 
-def plain_history(turns: list[dict]) -> list[dict]:
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message of the chat as the page keeps it (in a gr.State): its plain text for the
+    pipeline's follow-ups, its Markdown for display, and for an answer what a vote must store."""
+
+    role: str  # "user" | "assistant"
+    content: str  # plain text; "" for a notice
+    display: str  # escaped Markdown
+    answered: Answered | None = None  # set on answers only: what a like or dislike refers to
+
+    @property
+    def notice(self) -> bool:
+        """A message from the app (an error to act on): never rated, never part of the history."""
+        return self.role == "assistant" and self.answered is None and not self.content
+
+
+def plain_history(turns: list[ChatTurn]) -> tuple[Turn, ...]:
     """The conversation as the pipeline reads it: plain text, no notices."""
-    return [{"role": t["role"], "content": t["content"]} for t in turns
-            if t["role"] in ("user", "assistant") and t.get("kind") != "notice" and t["content"]]
+    return tuple(Turn(t.role, t.content) for t in turns if t.content and not t.notice)
 
 
-def _chat(turns: list[dict]) -> list[dict]:
-    return [{"role": t["role"], "content": t["display"]} for t in turns]
+def _chat(turns: list[ChatTurn]) -> list[dict]:
+    return [{"role": t.role, "content": t.display} for t in turns]
 
 
-def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> gr.Blocks:
+def build_ui(desk: Desk) -> gr.Blocks:
     """The chat page. Outputs are always (textbox, chatbot, turns); ``turns`` is the truth.
 
     ``turns`` (a gr.State) holds one record per chat message: its plain text for
     the pipeline's follow-up handling, its Markdown for display, and for answers
     what a like or dislike must store. The chatbot only ever shows ``turns``.
     """
-    def respond(message: str, turns: list[dict], request: gr.Request) -> Iterator[tuple]:
+    pipeline = desk.pipeline
+
+    def respond(message: str, turns: list[ChatTurn], request: gr.Request) -> Iterator[tuple]:
         message = (message or "").strip()
         if not message:
             yield "", _chat(turns), turns
             return
         history = plain_history(turns)
-        turns = [*turns, {"role": "user", "content": printable(message), "display": md_escape(printable(message))}]
+        turns = [*turns, ChatTurn("user", printable(message), md_escape(printable(message)))]
         yield "", _chat(turns) + [{"role": "assistant", "content": "…"}], turns
         streamed: list = []  # generated sentences, each shown as soon as it is verified
         try:
-            limiter.check(request.client.host if request and request.client else "unknown")
-            for event in pipeline.stream(message, history):
-                if isinstance(event, Answer):
-                    answer = event
+            for event in desk.stream(message, history, client_key(request)):
+                if isinstance(event, Answered):
+                    answered = event
                     break
                 streamed.append(event)
                 yield "", _chat(turns) + [{"role": "assistant", "content": streamed_markdown(streamed)}], turns
-            store.record_answer(answer)
         except RagError as exc:  # too fast, too long, no index: say so plainly, in the chat
-            turns = [*turns, _notice(str(exc))]
+            turns = [*turns, ChatTurn("assistant", "", md_escape(str(exc)))]
             yield "", _chat(turns), turns
             return
+        answer = answered.answer
         for n in range(1, len(answer.pieces) if not streamed else 0):
             partial = {"role": "assistant", "content": answer_markdown(answer, upto=n)}
             yield "", _chat(turns) + [partial], turns
             time.sleep(STREAM_PAUSE_S)
-        turns = [*turns, _answer_turn(answer, store.answer_id())]
+        # A second vote on this answer replaces the first (its answer_id).
+        turns = [*turns, ChatTurn("assistant", answer.text, answer_markdown(answer), answered)]
         yield "", _chat(turns), turns
 
-    def client(request: gr.Request | None) -> str:
-        return request.client.host if request and request.client else "unknown"
-
-    def rate(turns: list[dict], data: gr.LikeData, request: gr.Request) -> None:
+    def rate(turns: list[ChatTurn], data: gr.LikeData, request: gr.Request) -> None:
         index = data.index if isinstance(data.index, int) else data.index[0]
         if data.liked not in (True, False) or not 0 <= index < len(turns):
             return  # an undone vote, or a message that is not an answer
-        turn = turns[index]
-        if turn["role"] != "assistant" or "question" not in turn:
+        answered = turns[index].answered
+        if answered is None:
             return
+        answer = answered.answer
         try:  # the same limit as the API's; a vote over it is dropped quietly
-            limiter.check("feedback:" + client(request))
-            store.record_rating(data.liked, turn["question"], turn["content"], turn["citations"],
-                                kind=pipeline.private_kind(turn["question"], turn["content"]) or turn["kind"], answer_id=turn["answer_id"])
+            desk.rate(client_key(request), data.liked, answer.question, answer.text,
+                      answer.to_json()["citations"], answer.kind, answered.answer_id)
         except RagError:
             pass
 
@@ -250,14 +264,3 @@ def build_ui(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> 
     # The pipeline is thread-safe; Gradio's default of one run at a time would queue everyone.
     demo.queue(default_concurrency_limit=8)
     return demo
-
-
-def _answer_turn(answer: Answer, answer_id: str) -> dict:
-    return {"role": "assistant", "content": answer.text, "display": answer_markdown(answer),
-            "kind": answer.kind, "question": answer.question, "citations": answer.to_json()["citations"],
-            "answer_id": answer_id}  # a second vote on this answer replaces the first
-
-
-def _notice(text: str) -> dict:
-    """A message from the app, not an answer: never rated, never part of the history."""
-    return {"role": "assistant", "content": "", "display": md_escape(text), "kind": "notice"}

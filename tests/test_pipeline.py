@@ -1,4 +1,4 @@
-"""Bad input everywhere, hostile documents, index swaps under a running app, and load."""
+"""The pipeline under bad input, hostile documents, index swaps under a running app, and load."""
 import asyncio
 import importlib.util
 import shutil

@@ -1,7 +1,7 @@
 """POST /api/ask/stream: the answer as NDJSON events, each generated sentence as soon as it is verified.
 
     {"type": "sentence", "text": "...", "citations": [{n, doc_id, ..., quote, start, end}]}   zero or more
-    {"type": "answer", "answer": Answer.to_json()}                                             always last
+    {"type": "answer", "answer": Answer.to_json() + answer_id}                                 always last
 
 The final answer is the truth: it may differ from the sentences streamed before
 it (the model failed half way and the extractive answer stands instead).
@@ -17,14 +17,11 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..pipeline import Pipeline
-from ..serve.api import AskRequest, client_key
-from ..serve.feedback import FeedbackStore
-from ..serve.ratelimit import RateLimiter
-from ..types import Answer
+from .api import AskRequest
+from .desk import Answered, Desk, client_key
 
 
-def stream_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter) -> APIRouter:
+def stream_router(desk: Desk) -> APIRouter:
     router = APIRouter()
 
     @router.post("/api/ask/stream", summary="Answer a question, streaming verified sentences as NDJSON",
@@ -32,21 +29,18 @@ def stream_router(pipeline: Pipeline, store: FeedbackStore, limiter: RateLimiter
                  responses={200: {"content": {"application/x-ndjson": {}},
                                   "description": "sentence events, then one answer event"}})
     def ask_stream(body: AskRequest, request: Request):
-        limiter.check(client_key(request))
-        events = pipeline.stream(body.question, [t.model_dump() for t in body.history])
+        events = desk.stream(body.question, body.turns(), client_key(request))
         first = next(events)  # raises InvalidQuestionError etc. here, while a status can still be set
-        return StreamingResponse(_lines(first, events, store), media_type="application/x-ndjson",
+        return StreamingResponse(_lines(first, events), media_type="application/x-ndjson",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     return router
 
 
-def _lines(first, events: Iterator, store: FeedbackStore) -> Iterator[str]:
+def _lines(first, events: Iterator) -> Iterator[str]:
     for event in _chain(first, events):
-        if isinstance(event, Answer):
-            store.record_answer(event)
-            answer = {**event.to_json(), "answer_id": store.answer_id()}  # as /api/ask: one vote per answer
-            yield json.dumps({"type": "answer", "answer": answer}, ensure_ascii=False) + "\n"
+        if isinstance(event, Answered):
+            yield json.dumps({"type": "answer", "answer": event.to_json()}, ensure_ascii=False) + "\n"
         else:
             yield json.dumps({"type": "sentence", "text": event.text,
                               "citations": [asdict(c) for c in event.citations]}, ensure_ascii=False) + "\n"
