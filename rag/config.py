@@ -74,7 +74,7 @@ class Settings:
     # Where chunk vectors come from at ingest. "pooled": one pass over the answer sentences
     # (which the answerer needs anyway), and a chunk's vector is the mean of its sentences'
     # (and heading's) token states, so ingest costs one encode of the text. "encoded": each
-    # chunk is encoded on its own as well, a second pass. Measured side by side: README,
+    # chunk is encoded on its own as well, a second pass. Measured side by side: docs/benchmarks.md,
     # "Ingest speed".
     chunk_vectors: str = "pooled"
     # What the embedding model computes in: "auto" takes bfloat16 on CPUs that multiply it in
@@ -84,7 +84,7 @@ class Settings:
     top_k: int = 8  # chunks handed to the answerer
     candidates: int = 50  # per retriever, before fusion
     # Fusion weight of the dense retriever against BM25: 0.6 won on a held-out
-    # half of BEIR SciFact's queries (see README, `rag bench-retrieval`).
+    # half of BEIR SciFact's queries (docs/benchmarks.md, `rag bench-retrieval`).
     dense_weight: float = 0.6
     fusion: str = "convex"  # or "rrf"
     # The answerer refuses when its best sentence scores below this (0-1):
@@ -96,17 +96,17 @@ class Settings:
     min_answer_score: float | None = None
     # For questions about the present ("latest", "yet", "has ... been"), newer documents
     # chunks get up to this much added to their fused retrieval score (0 turns it off);
-    # measured on the dev half of eval/seiu503.jsonl (see README).
+    # measured on the dev half of eval/seiu503.jsonl (docs/evaluation.md).
     recency_boost: float = 0.15
     # The trained reader (rag/answer/reader.py): "none" (the default) keeps the cosine + coverage
-    # heuristic, which no reader trained here has beaten on held-out data yet (README, "The
-    # reader"); "shipped" is models/reader/, where `rag train-reader` writes; or any folder
+    # heuristic, which no reader trained here has beaten on held-out data yet (docs/reader.md);
+    # "shipped" is models/reader/, where `rag train-reader` writes; or any folder
     # holding a trained reader.
     reader_model: str = "none"
     reader_candidates: int = 10  # sentences the first stage hands the reader per question
     # Read a question word that neither the documents nor English know as the document
     # word one edit away ("sick leve" -> "sick leave"; rag/answer/spelling.py). Answers say what
-    # was read. Measured on the eval sets' typo questions (README, "Typos").
+    # was read. Measured on the eval sets' typo questions (docs/how-it-works.md, "Typos").
     spelling: bool = True
     max_question_chars: int = 2000
     host: str = "127.0.0.1"

@@ -330,7 +330,7 @@ def test_the_claim_check_keeps_true_claims_and_drops_fabrications(pipeline):
     assert len(rows) >= 50 and sum(r["supported"] for r in rows) * 2 == len(rows)
     result = confusion((r["supported"], verifier.check(Claim(r["claim"], (1,)), [passage_for(r, index)], index).supported)
                        for r in rows)
-    # measured 0.93 / 0.96 (2 fabrications kept: a negation and a swapped fact; see the README)
+    # measured 0.93 / 0.96 (2 fabrications kept: a negation and a swapped fact; see docs/generation.md)
     assert result["precision"] >= 0.9 and result["recall"] >= 0.9, result
 
 

@@ -229,7 +229,7 @@ def summarize(probs: np.ndarray, parts: list[Part], gate: float) -> Scores:
     concern threshold): "If I kill myself, will my family get my pension?" does (0.47), and its
     condition still decides. Elsewhere it still counts as distress, so such a message is
     answered with the resources line under it. Only conditions: gating every clause lost
-    "The suicidal thoughts are getting more and more frequent" (README, "Crisis screen")."""
+    "The suicidal thoughts are getting more and more frequent" (docs/crisis-screen.md)."""
     if not parts:
         return Scores(0.0, 0.0, "")
     distress = probs[:, 1] + probs[:, 2]

@@ -154,7 +154,7 @@ def _clean(sentence: str) -> str:
 class Verifier:
     """Decides whether a passage supports a claim, and which span of it does."""
 
-    # Chosen on eval/claims.jsonl (see the module docstring and the README):
+    # Chosen on eval/claims.jsonl (see the module docstring and docs/generation.md):
     # the rule must keep precision first, since a kept fabrication is the worse error.
     def __init__(self, embedder: Embedder, threshold: float = 0.74, semantic_weight: float = 0.25):
         if not 0.0 <= semantic_weight <= 1.0:

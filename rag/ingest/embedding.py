@@ -52,7 +52,7 @@ def native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX).
 
     There torch's oneDNN kernels run MiniLM 2.6x faster than float32, with vectors
-    at cosine 0.99998 to float32's (README, "Ingest and ask speed"). Elsewhere
+    at cosine 0.99998 to float32's (docs/benchmarks.md). Elsewhere
     bfloat16 is emulated and slower, so "auto" keeps float32.
     """
     import torch

@@ -45,7 +45,7 @@ OLD_FORMATS = {"strike-qa-index v1": "it predates the stored sentence table (for
 POINTER = "CURRENT"
 
 # Exact search up to this many chunks, approximate above. Measured with `rag
-# bench-scale` (README, "Scale"; a busy 2-core machine): an exact scan took
+# bench-scale` (docs/scaling.md; a busy 2-core machine): an exact scan took
 # 56 ms p50 at 100k chunks and 1.3 s at 1M, IVF-SQ8 2-16 ms at either size.
 # At 50k an exact scan is ~28 ms there (a few ms idle) and still exact.
 EXACT_MAX_CHUNKS = 50_000

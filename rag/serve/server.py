@@ -171,7 +171,7 @@ def uvicorn_options(settings: Settings) -> dict:
         "access_log": False,
         # Past this many open connections uvicorn answers 503 at once instead of queueing
         # without bound. uvicorn has no timeout for a client that sends half its headers:
-        # a proxy in front must bound that (README, "Behind a proxy").
+        # a proxy in front must bound that (docs/security.md).
         "limit_concurrency": settings.max_connections,
         "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
         # Forwarding headers are judged in the app (gate.ForwardedHeaders), on the socket's
