@@ -94,7 +94,7 @@ def test_typos_alone_do_not_put_a_resources_line_under_an_answer(tmp_path, embed
     ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
     pipeline = Pipeline(settings, embedder=embedder)
     typo = "how much sick leve do i acrue per month"
-    # The crisis head of stop 20 heard distress in these typos (P 0.56); the outcome must hold either way.
+    # An earlier crisis head heard distress in these typos (P 0.56); the outcome must hold either way.
     answer = pipeline.ask(typo)
     assert "eight (8) hours" in answer.text and answer.corrected and answer.notice == ""
     # Distress that is really there keeps its line, typos or not.
