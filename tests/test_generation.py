@@ -23,7 +23,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from rag.answer.generation import Sentence, build_messages
 from rag.pipeline import Pipeline
 from rag.types import Answer, Chunk
-from rag.answer.verification import ClaimStream, parse_claims
 
 from conftest import CORPUS
 
@@ -281,26 +280,6 @@ def test_an_obedient_model_cannot_pass_on_a_hostile_documents_orders(hostile_pip
     assert_grounded(answer, hostile_pipeline.index)
 
 
-# ── parsing the model's text into sentences and citations, once ──────────────
-
-def test_markers_attach_to_their_sentence_wherever_models_put_them():
-    claims = parse_claims("First fact [1]. Second fact.[2] Third fact. [1, 3]\n- Fourth **fact** [2][4]\nNo cite.")
-    assert [(c.text, c.cites) for c in claims] == [
-        ("First fact.", (1,)), ("Second fact.", (2,)), ("Third fact.", (1, 3)),
-        ("Fourth fact", (2, 4)), ("No cite.", ()),
-    ]
-
-
-def test_a_streamed_sentence_waits_for_its_trailing_marker():
-    stream = ClaimStream()
-    out = []
-    for piece in ["No strike", " date has been set.", " [", "1", "]", " Voting", " continues [2].", ""]:
-        out.append([(c.text, c.cites) for c in stream.feed(piece)])
-    assert out[:5] == [[], [], [], [], []]  # not complete until the next sentence has begun
-    assert out[5] == [("No strike date has been set.", (1,))]
-    assert [(c.text, c.cites) for c in stream.close()] == [("Voting continues.", (2,))]
-
-
 def test_the_api_streams_verified_sentences_then_the_answer(llm_pipeline, corpus_settings, serve_app, script):
     from rag.serve.server import create_app
 
@@ -316,22 +295,6 @@ def test_the_api_streams_verified_sentences_then_the_answer(llm_pipeline, corpus
     final = events[-1]["answer"]
     assert final["mode"] == "generated" and final["dropped"] == 1
     assert bad.status_code == 400 and bad.json()["error"] == "Please type a question."
-
-
-# ── the claim check, measured on labelled claims about the shipped corpus ────
-
-def test_the_claim_check_keeps_true_claims_and_drops_fabrications(pipeline):
-    from rag.config import ROOT
-    from rag.answer.verification import Claim, Verifier, confusion, labelled_claims, passage_for
-
-    index = pipeline.index
-    verifier = Verifier(pipeline.embedder)
-    rows = labelled_claims(ROOT / "eval" / "claims.jsonl")
-    assert len(rows) >= 50 and sum(r["supported"] for r in rows) * 2 == len(rows)
-    result = confusion((r["supported"], verifier.check(Claim(r["claim"], (1,)), [passage_for(r, index)], index).supported)
-                       for r in rows)
-    # measured 0.93 / 0.96 (2 fabrications kept: a negation and a swapped fact; see docs/generation.md)
-    assert result["precision"] >= 0.9 and result["recall"] >= 0.9, result
 
 
 def test_rag_eval_llm_reports_both_modes(corpus_settings, model_server, script, tmp_path, monkeypatch, capsys):
