@@ -67,22 +67,22 @@ bench: $(STAMP)
 
 # The crisis detector's head (models/crisis/head.npz) from training/crisis/: seeded, a few minutes.
 crisis-model: $(STAMP)
-	$(PY) scripts/train_crisis.py
+	$(VENV)/bin/rag train-crisis
 
 bench-crisis: $(STAMP)
-	$(PY) scripts/bench_crisis.py
+	$(PY) -m rag.evaluate.bench_crisis
 
 # The reader (models/reader/, a question tower; it ships, off by default) from SQuAD 2.0 in ../shared
 # and the written union questions (training/reader/labels.jsonl):
 # seeded, ~5 minutes on 2 cores; the same weights bit for bit. The threshold is the one chosen on the
-# eval sets' dev halves (scripts/bench_reader.py prints the grid; see models/reader/MODEL_CARD.md).
+# eval sets' dev halves (python -m rag.evaluate.bench_reader prints the grid; see models/reader/MODEL_CARD.md).
 reader-model: $(STAMP)
 	$(VENV)/bin/rag train-reader --union --out models/reader --threshold 0.15
 
 # Heuristic and reader side by side: SQuAD held-out, WikiQA, both eval sets, latency.
 bench-reader: $(STAMP)
 	$(VENV)/bin/rag ingest ../shared/corpora/seiu503-higher-ed --index .cache/seiu503-index
-	$(PY) scripts/bench_reader.py --strike-index .cache/strike-index --seiu-index .cache/seiu503-index
+	$(PY) -m rag.evaluate.bench_reader --strike-index .cache/strike-index --seiu-index .cache/seiu503-index
 
 clean:
 	rm -rf $(VENV) .cache index/build-* index/CURRENT

@@ -1,4 +1,4 @@
-"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback, train-reader."""
+"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback, train-reader, train-crisis."""
 from __future__ import annotations
 
 import argparse
@@ -108,30 +108,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="server processes sharing the index (default 1)")
     serve.set_defaults(run=_serve)
 
-    tr = sub.add_parser("train-reader", help="rebuild the reader model from SQuAD 2.0 (seeded, CPU)")
+    tr = sub.add_parser("train-reader", help="rebuild the reader (a question tower) from SQuAD 2.0 (seeded, CPU, ~6 min)")
     tr.add_argument("--squad", type=Path, help="SQuAD 2.0 JSON (default ../shared/datasets/squad2-dev-half/dev-v2.0-half.json)")
     tr.add_argument("--out", type=Path, default=Path("models/reader"), help="model folder (default models/reader)")
     tr.add_argument("--seed", type=int, default=13)
-    tr.add_argument("--design", choices=["tower", "cross-encoder"], default="tower",
-                    help="tower (the default): a fine-tuned question encoder, ~6 min; "
-                         "cross-encoder: reads each question with each sentence, ~23 min")
     tr.add_argument("--union", type=Path, nargs="?", const=Path("training/reader/labels.jsonl"),
                     help="also learn from the written union questions (training/reader/labels.jsonl without a "
-                         "value; their train split); the cross-encoder then calibrates on their dev split")
-    tr.add_argument("--squad-share", type=float, default=1.0,
-                    help="cross-encoder: share of SQuAD's train articles' questions used (default 1)")
-    tr.add_argument("--pairs", type=int, help="cross-encoder: cap on training pairs (a seeded sample; default: all, ~19k)")
-    tr.add_argument("--questions", type=int, help="tower: cap on training questions (a seeded sample; default: all)")
-    tr.add_argument("--epochs", type=int, help="passes over the data (default: tower 5, cross-encoder 1)")
-    tr.add_argument("--absent-share", type=float, default=0.0,
-                    help="tower: share of answerable questions also asked without their paragraph, "
-                         "to be answered 'none' (default 0)")
+                         "value; their train split)")
+    tr.add_argument("--questions", type=int, help="cap on SQuAD training questions (a seeded sample; default: all)")
+    tr.add_argument("--epochs", type=int, default=5, help="passes over the data (default 5)")
     tr.add_argument("--calibration-questions", type=int,
-                    help="held-out SQuAD questions to calibrate on (default: tower all ~1,060, cross-encoder 250)")
+                    help="held-out SQuAD questions to calibrate on (default: all, ~1,060)")
     tr.add_argument("--threshold", type=float,
                     help="record this refusal threshold (a probability, chosen on the eval sets' dev halves with "
-                         "scripts/bench_reader.py) in reader.json; without it the reader refuses below 0.5")
+                         "python -m rag.evaluate.bench_reader) in reader.json; without it the reader refuses below 0.5")
     tr.set_defaults(run=_train_reader)
+
+    tc = sub.add_parser("train-crisis", help="rebuild the crisis detector's head (models/crisis/head.npz; seeded, ~3 min)")
+    tc.add_argument("--out", type=Path, help="head file (default: the crisis model in settings, models/crisis/head.npz)")
+    tc.add_argument("--cache", type=Path, help="reuse text vectors from this .npz (speeds up re-runs)")
+    tc.add_argument("--head", choices=["auto", "logreg", "mlp"], default="auto",
+                    help="auto (the default): the better of the two by 5-fold cross-validation")
+    tc.set_defaults(run=_train_crisis)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
     fb.add_argument("--limit", type=int, default=20)
@@ -192,10 +190,9 @@ def _eval(args, settings: Settings) -> int:
 
 
 def _bench(args, settings: Settings) -> int:
-    from .evaluate.benchmark import format_table, run_benchmark
+    from .evaluate.benchmark import report, run_benchmark
 
-    result = run_benchmark(args.dataset, settings, limit=args.limit)
-    print(json.dumps(result.to_json(), indent=2) if args.json else format_table(result))
+    print(report(run_benchmark(args.dataset, settings, limit=args.limit), args.json))
     return 0
 
 
@@ -216,17 +213,13 @@ def _serve(args, settings: Settings) -> int:
 def _train_reader(args, settings: Settings) -> int:
     import time
 
-    from .answer.training import (calibrate_reader, calibrate_tower, default_squad, load_union, train_reader,
-                                  train_tower)
+    from .train.questions import default_squad, load_union
+    from .train.reader import calibrate_tower, train_tower
 
-    for flag, value in (("--pairs", args.pairs), ("--questions", args.questions), ("--epochs", args.epochs),
+    for flag, value in (("--questions", args.questions), ("--epochs", args.epochs),
                         ("--calibration-questions", args.calibration_questions)):
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be > 0, got {value}")
-    if not 0.0 <= args.squad_share <= 1.0:
-        raise ValueError(f"--squad-share is a share in [0, 1], got {args.squad_share}")
-    if not 0.0 <= args.absent_share <= 1.0:
-        raise ValueError(f"--absent-share is a share in [0, 1], got {args.absent_share}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold is a probability in [0, 1], got {args.threshold}")
     squad = args.squad or default_squad()
@@ -238,28 +231,25 @@ def _train_reader(args, settings: Settings) -> int:
         if step % 20 == 0 or step == steps:
             print(f"step {step}/{steps}  loss {loss:.3f}  {time.monotonic() - started:.0f} s", file=sys.stderr)
 
-    epochs = {"epochs": args.epochs} if args.epochs else {}
     union = load_union(settings.path(args.union)) if args.union is not None else None
-    if args.design == "tower":
-        report = train_tower(squad, args.out, seed=args.seed, max_questions=args.questions,
-                             absent_share=args.absent_share, union=union, progress=progress, **epochs)
-        print(f"trained on {report.pairs} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
-        cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
-        print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
-              f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
-    else:
-        report = train_reader(squad, args.out, seed=args.seed, max_pairs=args.pairs, progress=progress,
-                              union=union, squad_share=args.squad_share, **epochs)
-        print(f"trained on {report.pairs} pairs ({report.positives} answers) in {report.seconds:.0f} s "
-              f"({report.pairs_per_second:.1f} pairs/s)")
-        cal = calibrate_reader(args.out, squad, limit=args.calibration_questions or 250, seed=args.seed, union=union)
-        print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} sentences); "
-              f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
+    report = train_tower(squad, args.out, seed=args.seed, epochs=args.epochs, max_questions=args.questions,
+                         union=union, progress=progress)
+    print(f"trained on {report.examples} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
+    cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
+    print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
+          f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
     if args.threshold is not None:
         from .answer.reader import THRESHOLD_CHOSEN_ON, save_threshold
 
         save_threshold(args.out, args.threshold, THRESHOLD_CHOSEN_ON)
         print(f"refusal threshold {args.threshold} recorded")
+    return 0
+
+
+def _train_crisis(args, settings: Settings) -> int:
+    from .train.crisis import train
+
+    train(args.out or settings.crisis_model, cache=args.cache, head=args.head, log=lambda line: print(line, flush=True))
     return 0
 
 

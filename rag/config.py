@@ -27,6 +27,12 @@ def shared_dir(*parts: str) -> Path:
     return next((b.joinpath(*parts) for b in bases if b.joinpath(*parts).exists()), bases[0].joinpath(*parts))
 
 
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process this package starts (a server, a peer benchmark):
+    ours, with ``overrides``."""
+    return {**os.environ, **overrides}
+
+
 def offline_environment() -> None:
     """Keep every library off the network: the app must run with no internet."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -103,7 +109,6 @@ class Settings:
     # "shipped" is models/reader/, where `rag train-reader` writes; or any folder
     # holding a trained reader.
     reader_model: str = "none"
-    reader_candidates: int = 10  # sentences the first stage hands the reader per question
     # Read a question word that neither the documents nor English know as the document
     # word one edit away ("sick leve" -> "sick leave"; rag/answer/spelling.py). Answers say what
     # was read. Measured on the eval sets' typo questions (docs/how-it-works.md, "Typos").
@@ -131,7 +136,7 @@ class Settings:
     # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
     # and maps the same index files, so the index is held once. One per core.
     workers: int = 1
-    # The crisis detector's head (scripts/train_crisis.py writes it; see its model card).
+    # The crisis detector's head (`rag train-crisis` writes it; see its model card).
     crisis_model: Path = ROOT / "models" / "crisis" / "head.npz"
     # What a refusal says (RAG_NOT_FOUND_TEXT), in the CLI, the chat, the widget and the API:
     # worded for any corpus (a contract, strike news, an FAQ), or set it to name yours.
@@ -166,7 +171,7 @@ class Settings:
             raise ValueError(f"RAG_MAX_CONNECTIONS must be >= 1, got {self.max_connections}")
         if self.retention_days < 0:
             raise ValueError(f"RAG_RETENTION_DAYS must be >= 0, got {self.retention_days}")
-        for name in ("top_k", "candidates", "reader_candidates", "max_question_chars", "chunk_tokens", "batch_size"):
+        for name in ("top_k", "candidates", "max_question_chars", "chunk_tokens", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RAG_{name.upper()} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.dense_weight <= 1.0:

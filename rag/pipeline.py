@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import standalone
 from .answer.crisis import CrisisDetector, CrisisHead
-from .answer.reader import QuestionTower, Reader, load_reader
+from .answer.reader import QuestionTower, load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
 from .answer.names import initialisms, unknown_names
@@ -64,7 +64,7 @@ def _screened(text: str, max_chars: int) -> str:
 class Pipeline:
     """Shares one model and one index between threads; picks up a new index build by itself."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: Reader | QuestionTower | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: QuestionTower | None = None):
         self.settings = settings
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model, settings.precision)
@@ -78,8 +78,7 @@ class Pipeline:
         min_score = settings.min_answer_score
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
-        self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader,
-                                 read_top=settings.reader_candidates)
+        self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
         self.contact = settings.contact()
         self.generator = _generator(settings, self.embedder)  # None: extractive answers only

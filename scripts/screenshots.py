@@ -3,6 +3,7 @@
     .venv/bin/python scripts/screenshots.py      (needs an index: `make index`)
 
 Runs the real app on a free loopback port and drives Debian's Chromium with Playwright.
+A docs tool, not a benchmark, so it lives in scripts/ rather than rag/evaluate/.
 """
 from __future__ import annotations
 
@@ -16,10 +17,7 @@ from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rag.config import Settings, offline_environment  # noqa: E402
+from rag.config import ROOT, Settings, offline_environment  # rag comes from the venv's editable install
 
 DOCS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"

@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from rag.evaluate.benchmark import doc_ranking, format_table, ndcg_at, recall_at, run_benchmark, split_of
 from rag.config import Settings
 from rag.errors import RagError
+from rag.evaluate.benchmark import doc_ranking, format_table, ndcg_at, recall_at, run_benchmark
+from rag.train.splits import HELDOUT, query_split
 
 CORPUS = [
     ("d1", "Sourdough bread", "Sourdough bread rises with a starter of wild yeast and lactobacilli; "
@@ -60,10 +61,11 @@ def test_chunk_hits_rank_each_document_at_its_best_chunk():
 
 def test_split_is_fixed_by_query_id():
     # Pinned: the split must never move (Python's salted hash() would, between runs), or
-    # numbers tuned on "dev" would leak into "held-out". First byte of sha256(id), even = dev.
+    # numbers tuned on "dev" would leak into the held-out half. First byte of sha256(id), even = dev.
     pinned = "hhddhhhhdhdhhhhdhhdd"
-    assert "".join("d" if split_of(str(i)) == "dev" else "h" for i in range(20)) == pinned
-    assert hashlib.sha256(b"2").digest()[0] % 2 == 0 and split_of("2") == "dev"
+    assert "".join("d" if query_split(str(i)) == "dev" else "h" for i in range(20)) == pinned
+    assert hashlib.sha256(b"2").digest()[0] % 2 == 0 and query_split("2") == "dev"
+    assert query_split("0") == HELDOUT == "heldout"
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_run_scores_every_system_and_reuses_its_embeddings(dataset, settings):
         # Each query has an unmistakable answer, so every system ranks it perfectly.
         assert metrics["all"].ndcg_at_10 == 1.0, name
         assert metrics["all"].recall_at_100 == 1.0, name
-        assert metrics["dev"].queries + metrics["held-out"].queries == metrics["all"].queries == 4
+        assert metrics["dev"].queries + metrics[HELDOUT].queries == metrics["all"].queries == 4
     json.dumps(first.to_json())
     table = format_table(first)
     assert "nDCG@10" in table and "0.645" in table and "hybrid" in table
@@ -121,9 +123,11 @@ def test_bad_input_says_what_to_do(tmp_path, dataset, settings):
         run_benchmark(dataset, settings, limit=1)
 
 
-def test_python_m_rag_benchmark_is_the_cli_command(dataset, tmp_path, capsys, monkeypatch):
-    """One argument parser: `python -m rag.evaluate.benchmark` runs `rag bench-retrieval`."""
+def test_python_m_benchmark_runs_it_without_the_cli(dataset, tmp_path, capsys, monkeypatch):
+    """`python -m rag.evaluate.benchmark` runs the benchmark, with the `rag` command's error
+    style, and this layer never imports the command above it."""
     import runpy
+    import subprocess
     import sys
 
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
@@ -132,3 +136,16 @@ def test_python_m_rag_benchmark_is_the_cli_command(dataset, tmp_path, capsys, mo
     with pytest.raises(SystemExit) as exit:
         runpy.run_module("rag.evaluate.benchmark", run_name="__main__")
     assert exit.value.code == 2 and "error: limit must be > 0" in capsys.readouterr().err
+    loaded = subprocess.run([sys.executable, "-c", "import sys, rag.evaluate.benchmark; print('rag.cli' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"
+
+
+def test_python_m_benchmark_prints_the_table(dataset, tmp_path, capsys, monkeypatch):
+    from rag.evaluate.benchmark import main
+
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    assert main([str(dataset), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["queries"] == 4 and set(result["systems"]["hybrid"]) == {"dev", "heldout", "all"}
+    assert main([str(tmp_path / "nowhere")]) == 1 and "corpus.jsonl" in capsys.readouterr().err

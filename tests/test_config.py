@@ -54,7 +54,7 @@ def test_bad_settings_say_which_variable(name, raw, message):
     ("dense_weight", 1.2, r"RAG_DENSE_WEIGHT must be within \[0, 1\], got 1.2"),
     ("fusion", "max", "RAG_FUSION must be 'convex' or 'rrf', got 'max'"),
     ("top_k", 0, "RAG_TOP_K must be > 0, got 0"),
-    ("reader_candidates", -1, "RAG_READER_CANDIDATES must be > 0, got -1"),
+    ("candidates", -1, "RAG_CANDIDATES must be > 0, got -1"),
     ("recency_boost", -0.1, "RAG_RECENCY_BOOST must be >= 0, got -0.1"),
 ])
 def test_settings_out_of_range_say_which_variable(field, value, message):

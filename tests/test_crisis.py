@@ -140,7 +140,7 @@ def test_a_death_as_a_condition_of_a_benefits_question_is_answered_not_screened(
 
 
 # Issue #24's own examples (training/crisis/written-2.jsonl has several: these check the behaviour
-# through the pipeline; generalisation is the held-out half in scripts/bench_crisis.py).
+# through the pipeline; generalisation is the held-out half in rag/evaluate/bench_crisis.py).
 @pytest.mark.parametrize("message", ["is our strike still on? when do we go back in?", "when do we go back in?",
                                      "goodbye for now, see you at the picket", "the strike is killing us",
                                      "My mom died yesterday, how do I take bereavement leave?",
@@ -257,7 +257,7 @@ def test_a_bad_contact_setting_gets_a_clear_error(env, message):
 
 
 def test_a_missing_or_foreign_model_file_is_a_clear_error(tmp_path):
-    with pytest.raises(CrisisModelError, match="train_crisis.py"):
+    with pytest.raises(CrisisModelError, match="rag train-crisis"):
         CrisisHead(tmp_path / "nope.npz")
     import numpy as np
 

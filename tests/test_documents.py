@@ -210,10 +210,7 @@ def seiu_contract():
 
 @needs_shared
 def test_real_contract_reads_as_paragraphs_with_sections(seiu_contract):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_ingest_real import fragment_rates
+    from rag.evaluate.bench_ingest_real import fragment_rates
 
     doc = seiu_contract.document
     assert doc.title.startswith("2022 – 2026 COLLECTIVE BARGAINING AGREEMENT")

@@ -52,15 +52,11 @@ def test_ivf_recall_against_exact_search():
 
 
 def test_a_topped_up_index_saves_loads_and_answers_from_copies(corpus_settings, embedder, tmp_path):
-    """scripts/bench_ask_scale.py's index: perturbed copies of real chunks, sharing their sentences."""
-    import importlib.util
+    """rag.evaluate.bench_ask_scale's index: perturbed copies of real chunks, sharing their sentences."""
     from dataclasses import replace
 
-    from tests.conftest import ROOT
+    from rag.evaluate import bench_ask_scale as bench
 
-    spec = importlib.util.spec_from_file_location("bench_ask_scale", ROOT / "scripts" / "bench_ask_scale.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     source = index_store.load(corpus_settings.index_dir)
     n = len(source.chunks)
     big = bench.topped_up_index(source, 3 * n + 1)

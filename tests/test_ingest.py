@@ -108,7 +108,7 @@ def test_sentences_are_stored_at_ingest_and_reused(tmp_path, corpus):
     assert before.idf.terms and before.idf.unseen == max(before.idf.terms.values())
 
     model.embedded = 0  # answering embeds the question only, never a sentence
-    answerer = Answerer(model, min_score=HEURISTIC_MIN_SCORE, read_top=Settings().reader_candidates)
+    answerer = Answerer(model, min_score=HEURISTIC_MIN_SCORE)
     hits = [Hit(before.chunks[r], 1.0) for r in before.chunks_of(doc_id)]
     ranked = answerer.rank("When is the strike vote?", hits, before, model.inner.embed_batch(["strike vote"])[0])
     assert ranked and model.embedded == 0

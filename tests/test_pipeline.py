@@ -1,8 +1,6 @@
 """The pipeline under bad input, hostile documents, index swaps under a running app, and load."""
 import asyncio
-import importlib.util
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from rag.config import Settings
 from rag.errors import InvalidQuestionError
 from rag.ingest.run import ingest
 from rag.ingest.loaders import Loaded, Skipped, walk_corpus
+from rag.evaluate import load_test
 from rag.pipeline import Pipeline
 from rag.types import cited_text
 from tests.pdfs import encrypted_pdf, truncated_pdf
@@ -20,14 +19,6 @@ from tests.pdfs import encrypted_pdf, truncated_pdf
 NOT_FOUND = Settings().not_found_text  # what a refusal says by default
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("load_test", ROOT / "scripts" / "load_test.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("question", [
@@ -150,14 +141,14 @@ def test_concurrent_questions_get_their_own_answers(pipeline):
 
 
 def test_short_load_run_has_no_errors_and_no_mixups(live_server):
-    result = asyncio.run(_load_script().run_load(live_server.url, clients=20, seconds=5))
+    result = asyncio.run(load_test.run_load(live_server.url, clients=20, seconds=5))
     assert result["errors"] == 0, result["first_errors"]
     assert result["requests"] > 20
 
 
 def test_load_script_refuses_non_loopback_targets():
     with pytest.raises(SystemExit, match="loopback"):
-        asyncio.run(_load_script().run_load("http://10.1.2.3:7860", clients=1, seconds=1))
+        asyncio.run(load_test.run_load("http://10.1.2.3:7860", clients=1, seconds=1))
 
 
 @pytest.mark.parametrize("message, kind", [

@@ -1,19 +1,13 @@
-"""The trained reader: a reader trained here through the real pipeline, refusals, quotes, and the training path."""
+"""The reader through the real pipeline: the refusal knob, refusals, quotes, and its threshold (the shipped tower)."""
 from dataclasses import replace
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rag.answer.answering import Scored, _candidates, compose
 from rag.errors import ReaderNotFoundError
 from rag.pipeline import Pipeline
-from rag.answer.reader import resolve_reader
-from rag.answer.training import default_squad
+from rag.answer.reader import load_reader, resolve_reader
 from rag.types import Hit
-
-ROOT = Path(__file__).resolve().parent.parent
-SQUAD = default_squad()
 
 
 def assert_verbatim(answer, index):
@@ -23,20 +17,10 @@ def assert_verbatim(answer, index):
 
 
 @pytest.fixture(scope="module")
-def tiny_reader(tmp_path_factory):
-    """A reader trained here on a few hundred SQuAD pairs through the real training code.
-
-    No reader ships yet (the one trained on a machine shared by many jobs did not beat the
-    heuristic; see the README), so the reader path is exercised with this one.
-    """
-    from rag.answer.reader import Reader
-    from rag.answer.training import train_reader
-
-    if not SQUAD.exists():
-        pytest.skip(f"needs the shared SQuAD 2.0 file at {SQUAD}")
-    folder = tmp_path_factory.mktemp("reader") / "tiny"
-    train_reader(SQUAD, folder, max_pairs=192, max_length=64, train_layers=1, batch_size=32)
-    return Reader(folder)
+def tiny_reader():
+    """The shipped reader (models/reader/, a question tower): real, offline, loaded once.
+    Training a tower is tested in tests/test_tower.py."""
+    return load_reader("shipped")
 
 
 @pytest.fixture(scope="module")
@@ -100,43 +84,20 @@ def test_missing_reader_is_a_clear_error(tmp_path):
         resolve_reader(str(tmp_path))
 
 
-@pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared SQuAD 2.0 file at {SQUAD}")
-def test_training_path_builds_a_loadable_reader(tmp_path):
-    """A tiny run (a few hundred pairs, one layer learning) through the real training code."""
-    from rag.answer.reader import Reader
-    from rag.answer.training import build_pairs, load_squad, split_of, train_reader
-
-    items = load_squad(SQUAD)
-    train = [it for it in items if split_of(it.article) == "train"]
-    assert train and len({it.article for it in items} - {it.article for it in train}) >= 3  # articles held out
-    pairs = build_pairs(train[:200], seed=1)
-    assert pairs == build_pairs(train[:200], seed=1)  # seeded
-    answerable = next(it for it in train if it.answerable)
-    assert all(answerable.sentences[i] for i in answerable.positives)
-    report = train_reader(SQUAD, tmp_path / "tiny", max_pairs=192, max_length=64, train_layers=1, batch_size=32)
-    assert report.pairs == 192 and 0 < report.positives < 192
-    reader = Reader(tmp_path / "tiny")
-    logits = reader.logits("Who ruled the Yuan dynasty?", ["Kublai Khan ruled the Yuan dynasty.", "Rain fell."])
-    assert logits.shape == (2,) and np.isfinite(logits).all()
-    assert reader.meta["pairs"] == 192 and reader.meta["seed"] == 13
-    assert reader.meta["pooling"] == "mean" and (tmp_path / "tiny" / "head.safetensors").is_file()
-
-
-
 def test_the_refusal_threshold_travels_with_the_reader(tmp_path, corpus_settings, embedder, tiny_reader):
     """min_answer_score unset: the reader's own threshold (reader.json); the heuristic keeps 0.44."""
     import shutil
 
     from rag.answer.answering import HEURISTIC_MIN_SCORE
     from rag.config import Settings
-    from rag.answer.reader import Reader, save_threshold
+    from rag.answer.reader import QuestionTower, save_threshold
 
     assert Settings().min_answer_score is None and Settings().reader_model == "none"
     assert Pipeline(corpus_settings, embedder=embedder).answerer.min_score == HEURISTIC_MIN_SCORE
     folder = tmp_path / "reader"
     shutil.copytree(tiny_reader.path, folder)
     save_threshold(folder, 0.37, "a test")
-    reader = Reader(folder)
+    reader = QuestionTower(folder)
     assert reader.threshold == 0.37
     assert Pipeline(corpus_settings, embedder=embedder, reader=reader).answerer.min_score == 0.37
     env = Settings.from_env(environ={"RAG_MIN_ANSWER_SCORE": "0.9"}, index_dir=corpus_settings.index_dir)

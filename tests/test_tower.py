@@ -2,7 +2,6 @@
 import json
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from rag.errors import ReaderNotFoundError
 from rag.pipeline import Pipeline
 from rag.answer.reader import TOWER_FEATURES, TOWER_FILE, QuestionTower
-from rag.answer.training import default_squad
+from rag.train.questions import default_squad
 from rag.types import turns
 
 SQUAD = default_squad()
@@ -20,7 +19,7 @@ needs_squad = pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared S
 @pytest.fixture(scope="module")
 def tiny_tower(tmp_path_factory):
     """A tower trained here on 48 questions (one layer learning, one epoch) and calibrated on 30."""
-    from rag.answer.training import calibrate_tower, train_tower
+    from rag.train.reader import calibrate_tower, train_tower
 
     if not SQUAD.exists():
         pytest.skip(f"needs the shared SQuAD 2.0 file at {SQUAD}")
@@ -32,7 +31,7 @@ def tiny_tower(tmp_path_factory):
 
 def test_training_writes_a_loadable_calibrated_tower(tiny_tower):
     folder, report, cal = tiny_tower
-    assert report.pairs == 48 and report.positives > 0
+    assert report.examples == 48 and report.positives > 0
     meta = json.loads((folder / "reader.json").read_text())
     assert meta["seed"] == 13 and meta["train_layers"] == 1 and meta["questions"] == 48
     assert meta["calibration"]["features"] == list(TOWER_FEATURES) and cal["questions"] == 30
@@ -105,40 +104,31 @@ def test_rag_train_reader_rejects_counts_below_one(tmp_path, capsys, flag):
     assert err.startswith(f"error: {flag} must be > 0") and not (tmp_path / "x").exists()
 
 
-def test_absent_examples_leave_out_the_paragraph_and_every_answer():
-    """Design E's "the documents don't say" examples: the question's own paragraph is gone, the
-    article's paragraph sharing most words comes first, and no paragraph holding an answer text
-    is offered (SQuAD repeats answers across paragraphs)."""
-    import random
-
-    from rag.answer.training import QAItem, absent_candidates, group_by_article
-
-    def item(qid, paragraph, sentences, positives=(), question="When was the dam on the river built?",
-             answers=()):
-        return QAItem(qid, "Dams", question, "Dams", tuple(sentences), frozenset(positives), paragraph,
-                      tuple(answers))
-
-    own = item("q1", 0, ["The dam on the river was built in 1936.", "It is tall."], {0}, answers=("1936",))
-    close = item("q2", 1, ["The river floods each spring.", "The dam holds the water back."])
-    repeat = item("q3", 2, ["Work on the dam ended in 1936.", "Workers came from far away."])
-    far = item("q4", 3, ["Tourists visit in summer.", "Tickets cost ten dollars."])
-    by_article = group_by_article([own, close, repeat, far])
-    sentences, labels = absent_candidates(own, by_article, random.Random(13), distractors=2)
-    assert sentences[:2] == list(close.sentences)  # most shared words ("dam", "river")
-    assert not any(labels) and len(sentences) == len(labels) == 4
-    assert not any("1936" in s for s in sentences) and not set(sentences) & set(own.sentences)
-    alone = {"Dams": [own, repeat]}
-    assert absent_candidates(own, alone, random.Random(13)) is None  # every other paragraph holds "1936"
-
-
-@pytest.mark.parametrize("flag, message", [("--absent-share", "--absent-share is a share in [0, 1], got 1.5"),
-                                           ("--threshold", "--threshold is a probability in [0, 1], got 1.5")])
-def test_train_reader_rejects_shares_outside_zero_to_one(tmp_path, capsys, flag, message):
+def test_train_reader_rejects_a_threshold_outside_zero_to_one(tmp_path, capsys):
     from rag.cli import main
 
-    assert main(["train-reader", flag, "1.5", "--out", str(tmp_path / "x")]) != 0
-    assert message in capsys.readouterr().err
+    assert main(["train-reader", "--threshold", "1.5", "--out", str(tmp_path / "x")]) != 0
+    assert "--threshold is a probability in [0, 1], got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flag", ["--design", "--absent-share", "--pairs", "--squad-share"])
+def test_the_designs_that_lost_are_gone_from_the_command_line(tmp_path, capsys, flag):
+    """The cross-encoder (A, B), and the tower taught that documents are silent (E): docs/reader.md."""
+    from rag.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-reader", flag, "1", "--out", str(tmp_path / "x")])
+    assert "unrecognized arguments" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_folder_of_another_reader_design_is_a_clear_error(tmp_path):
+    """A cross-encoder trained before it was removed says what to do, rather than half-loading."""
+    from rag.answer.reader import load_reader
+
+    (tmp_path / "reader.json").write_text(json.dumps({"format": "strike-qa reader v1"}))
+    with pytest.raises(ReaderNotFoundError, match="expected 'strike-qa question tower v1'.*rag train-reader"):
+        load_reader(str(tmp_path))
 
 
 def test_the_shipped_reader_loads_offline_as_its_card_says():
@@ -151,7 +141,6 @@ def test_the_shipped_reader_loads_offline_as_its_card_says():
     assert reader.meta["seed"] == 13 and reader.meta["base_model"] == "bundled"
     # 3,938 SQuAD train questions and the 2,182 written union questions of the train split
     assert reader.meta["questions"] == 6120 and reader.meta["union_questions"] == 2182
-    assert reader.meta["absent_examples"] == 0
     assert reader.features == TOWER_FEATURES and 0 < reader.threshold < 1
     assert (SHIPPED / TOWER_FILE).stat().st_size < 50_000_000
     card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")

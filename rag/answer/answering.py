@@ -15,7 +15,7 @@ from ..ingest.embedding import Embedder
 from ..ingest.index import Index
 from ..ingest.lexical import content_terms
 from ..types import Citation, Hit, Piece, cited_text
-from .reader import QuestionTower, Reader, candidate_text
+from .reader import QuestionTower
 
 HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on eval/questions.jsonl
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
@@ -65,31 +65,25 @@ class Scored:
 
 
 class Answerer:
-    """Ranks candidate sentences: a cheap first stage (cosine + term coverage) keeps the
-    ``read_top`` best, the trained reader scores those, and its probability decides.
-    With the question tower (``QuestionTower``) every candidate is scored: its question
-    vector against the stored sentence vectors, and its calibrated probability decides.
-
-    Without a reader (``reader=None``, the default setting) the first-stage score itself
-    decides: the heuristic, on the scale of HEURISTIC_MIN_SCORE.
-    ``min_score`` and ``read_top`` come from Settings (min_answer_score, reader_candidates).
+    """Ranks candidate sentences. Without a reader (``reader=None``, the default setting) a cheap
+    score decides: cosine + term coverage, on the scale of HEURISTIC_MIN_SCORE. With the question
+    tower every candidate is scored by its question vector against the stored sentence vectors,
+    and its calibrated probability decides. ``min_score`` comes from Settings.min_answer_score.
     """
 
-    # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the heuristic; with a
-    # reader it only orders candidates, whose recall at read_top=10 is what matters.
-    def __init__(self, embedder: Embedder, *, min_score: float, read_top: int, semantic_weight: float = 0.6,
-                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: Reader | QuestionTower | None = None):
+    # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the heuristic.
+    def __init__(self, embedder: Embedder, *, min_score: float, semantic_weight: float = 0.6,
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: QuestionTower | None = None):
         self.embedder = embedder
         self.reader = reader
         self.min_score = min_score  # below this the best sentence is not an answer: refuse
         self.semantic_weight = semantic_weight
         self.max_sentences = max_sentences
         self.keep_ratio = keep_ratio  # extra sentences must score this close to the best
-        self.read_top = read_top
 
     def rank(self, question: str, hits: list[Hit], index: Index, query_vector: np.ndarray,
              focus: str | None = None) -> list[Scored]:
-        """The candidate sentences, best first (only the ones the reader read, with a reader).
+        """The candidate sentences, best first.
 
         ``focus`` is what the user literally typed when ``question`` is its
         rewrite with context: words only the context brought in count for
@@ -104,7 +98,7 @@ class Answerer:
         coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
         heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
-        if isinstance(self.reader, QuestionTower):
+        if self.reader is not None:
             # It reads only the question, so every candidate is scored: one encoding in all.
             view = self.reader.view(question)
             tuned = vectors @ view.vector
@@ -113,17 +107,8 @@ class Answerer:
                       for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
             return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
         order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
-        if self.reader is None:
-            return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
-                           float(heuristic[i])) for i in order]
-        top = order[:self.read_top]
-        texts = [candidate_text(candidates[i].text, candidates[i].heading,
-                                _span_text(index, candidates[i].doc_id, candidates[i].previous)) for i in top]
-        probs = self.reader.probabilities(question, texts, {
-            "cosine": semantic[top], "coverage": coverage[top], "type_ok": typed[top].astype(np.float64)})
-        scored = [Scored(candidates[i], float(p), float(semantic[i]), float(coverage[i]), float(heuristic[i]))
-                  for i, p in zip(top, probs)]
-        return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
+        return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
+                       float(heuristic[i])) for i in order]
 
     def select(self, ranked: list[Scored]) -> list[Scored]:
         """The sentences to answer with: empty means the documents don't answer."""
@@ -269,10 +254,6 @@ def _same_paragraph(text: str, span: tuple[int, int] | None, start: int) -> tupl
     if span is None or start - span[1] > 200 or "\n" in text[span[1]:start]:
         return None
     return span
-
-
-def _span_text(index: Index, doc_id: str, span: tuple[int, int] | None) -> str:
-    return index.documents[doc_id].text[span[0]:span[1]] if span else ""
 
 
 _ATTRIBUTION = re.compile(r"\b(said|says|say|stated|states|according to|told|wrote)\b", re.I)

@@ -7,7 +7,7 @@ inside 3,000 characters of venting is enough. Work is bounded: only the first
 cannot stall the server.
 
 The head's weights, thresholds and training record live in one small ``.npz``
-written by ``scripts/train_crisis.py`` (see models/crisis/MODEL_CARD.md).
+written by ``rag train-crisis`` (see models/crisis/MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ class CrisisHead:
     def __init__(self, path: Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise CrisisModelError(f"No crisis model at {self.path}; run scripts/train_crisis.py to build it.")
+            raise CrisisModelError(f"No crisis model at {self.path}; run `rag train-crisis` to build it.")
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}

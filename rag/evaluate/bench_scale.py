@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ROOT, Settings
+from ..config import ROOT, Settings, shared_dir
 
 NOISE = 0.3  # per-vector noise norm for top-up copies; see the module docstring
 CACHE = ROOT / ".cache" / "bench-scale"
@@ -49,13 +49,12 @@ def real_vectors(settings: Settings, cache: Path = CACHE, progress: bool = True)
         return Source(json.loads(files[0].read_text()), np.load(files[1]), np.load(files[2]),
                       json.loads(files[3].read_text()))
     from ..ingest.chunking import chunk_document
-    from ..ingest.embedding import embed_all, load_embedder, tiktoken_counter
+    from ..ingest.embedding import load_embedder, tiktoken_counter
     from ..ingest.loaders import Skipped, walk_corpus
     from .benchmark import load_beir
 
-    shared = shared_dir()
-    documents, queries, _ = load_beir(shared / "datasets" / "scifact")
-    corpora = shared / "corpora"
+    documents, queries, _ = load_beir(shared_dir("datasets", "scifact"))
+    corpora = shared_dir("corpora")
     if corpora.is_dir():
         documents += [item.document for item in walk_corpus(corpora) if not isinstance(item, Skipped)]
     embedder = load_embedder(settings.model, settings.precision)
@@ -92,7 +91,7 @@ def vectors_from_builds(builds: list[Path], settings: Settings, queries: int, ca
         keep = [i for i, r in enumerate(rows) if r["text"] not in seen]
         texts += [rows[i]["text"] for i in keep]
         parts.append(vectors[keep])
-    _, query_map, qrels = load_beir(shared_dir() / "datasets" / "scifact")
+    _, query_map, qrels = load_beir(shared_dir("datasets", "scifact"))
     query_texts = [query_map[q] for q in qrels][:queries]
     query_vectors = _embed(load_embedder(settings.model, settings.precision), query_texts, settings.batch_size, False)
     source = Source(texts, np.concatenate(parts).astype(np.float32), query_vectors, query_texts)
@@ -105,11 +104,15 @@ def vectors_from_builds(builds: list[Path], settings: Settings, queries: int, ca
 
 
 def _embed(embedder, texts, batch_size, progress) -> np.ndarray:
-    from ..ingest.embedding import embed_all
-    from ..ingest.run import _progress_bar
+    import sys
 
-    with _progress_bar(f"embedding {len(texts)} texts", len(texts), progress) as tick:
-        return embed_all(embedder, texts, batch_size, tick)
+    from tqdm import tqdm
+
+    from ..ingest.embedding import embed_all
+
+    with tqdm(total=len(texts), unit="text", unit_scale=True, desc=f"embedding {len(texts)} texts",
+              disable=not progress, file=sys.stderr) as bar:
+        return embed_all(embedder, texts, batch_size, bar.update)
 
 
 def topped_up(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -125,14 +128,6 @@ def topped_up(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
         block = base + rng.standard_normal(base.shape, dtype=np.float32) * sigma
         out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
-
-
-def shared_dir() -> Path:
-    """../shared beside the checkout (or beside its worktree folder)."""
-    for base in (ROOT.parent, ROOT.parent.parent):
-        if (base / "shared").is_dir():
-            return base / "shared"
-    return ROOT.parent / "shared"
 
 
 def peak_rss_mb() -> float:

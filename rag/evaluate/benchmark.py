@@ -3,13 +3,19 @@
 The dataset is indexed with the app's own ``ingest.build`` into a cache folder,
 so the incremental index doubles as the embedding cache: a second run embeds
 nothing. Queries are split into a dev half and a held-out half by hashing their
-ids, so fusion settings tuned on dev can be reported on queries they never saw.
+ids (``rag.train.splits.query_split``), so fusion settings tuned on dev can be reported
+on queries they never saw.
+
+    rag bench-retrieval DATASET [--limit N] [--json]
+    python -m rag.evaluate.benchmark DATASET [--limit N] [--json]   (the same run)
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -18,14 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from ..answer.retrieval import Retriever
-from ..config import Settings
+from ..config import Settings, offline_environment
 from ..errors import RagError
 from ..ingest import index as index_store
 from ..ingest.embedding import embed_all, load_embedder
 from ..ingest.run import build
+from ..train.splits import HELDOUT, query_split
 from ..types import Document
 
-SPLITS = ("dev", "held-out", "all")
+SPLITS = ("dev", HELDOUT, "all")
 # Chunk candidates per retriever: SciFact abstracts make two or three chunks
 # each, so 300 chunks still leave at least 100 distinct documents for recall@100.
 DEPTH = 300
@@ -76,7 +83,7 @@ def run_benchmark(dataset_dir: Path, settings: Settings, limit: int | None = Non
     dataset_dir = Path(dataset_dir)
     documents, queries, qrels = load_beir(dataset_dir)
     total_docs, total_queries = len(documents), len(qrels)
-    documents, qrels = _restrict(documents, qrels, limit)
+    documents, qrels = restrict(documents, qrels, limit)
     if not qrels:
         raise RagError(f"no test query has all its relevant documents within the first {limit}; raise --limit")
     note = (f"--limit {limit}: first {len(documents)} of {total_docs} documents, {len(qrels)} of "
@@ -126,7 +133,7 @@ def _jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _restrict(documents: list[Document], qrels: Qrels, limit: int | None) -> tuple[list[Document], Qrels]:
+def restrict(documents: list[Document], qrels: Qrels, limit: int | None) -> tuple[list[Document], Qrels]:
     """The first limit documents, and the queries that can still find every relevant one.
 
     Dropping queries rather than adding their relevant documents keeps the
@@ -137,11 +144,6 @@ def _restrict(documents: list[Document], qrels: Qrels, limit: int | None) -> tup
     kept = documents[:limit]
     ids = {d.doc_id for d in kept}
     return kept, {q: rel for q, rel in qrels.items() if set(rel) <= ids}
-
-
-def split_of(query_id: str) -> str:
-    """'dev' or 'held-out', fixed by the query id alone, so tuning never sees held-out queries."""
-    return "dev" if hashlib.sha256(query_id.encode("utf-8")).digest()[0] % 2 == 0 else "held-out"
 
 
 def _depth(settings: Settings) -> int:
@@ -177,7 +179,7 @@ def _score(ranked: dict[str, list[str]], qrels: Qrels) -> dict[str, Metrics]:
     for query_id, relevant in qrels.items():
         ranking = ranked.get(query_id, [])
         pair = (ndcg_at(ranking, relevant, 10), recall_at(ranking, relevant, 100))
-        pairs[split_of(query_id)].append(pair)
+        pairs[query_split(query_id)].append(pair)
         pairs["all"].append(pair)
     return {split: _mean(rows) for split, rows in pairs.items()}
 
@@ -213,7 +215,7 @@ def format_table(result: BenchResult) -> str:
     head = " ".join(f"{s:>8}" for s in SPLITS)
     lines = [
         f"BEIR {result.dataset}: {result.documents} documents, {result.queries} test queries "
-        f"(dev {sizes['dev']}, held-out {sizes['held-out']}); {result.candidates} chunks per retriever",
+        f"(dev {sizes['dev']}, held-out {sizes[HELDOUT]}); {result.candidates} chunks per retriever",
         "",
         f"{'':{width}}   {'nDCG@10':^26}   {'recall@100':^26}   published nDCG@10",
         f"{'system':{width}}   {head}   {head}",
@@ -230,9 +232,30 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # `python -m rag.evaluate.benchmark DATASET` is `rag bench-retrieval DATASET`
-    import sys
+def report(result: BenchResult, as_json: bool = False) -> str:
+    """What `rag bench-retrieval` prints: the table, or the result as JSON."""
+    return json.dumps(result.to_json(), indent=2) if as_json else format_table(result)
 
-    from ..cli import main
 
-    sys.exit(main(["bench-retrieval", *sys.argv[1:]]))
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rag.evaluate.benchmark`: the benchmark on its own, without the `rag` command
+    (which sits above this module and calls ``run_benchmark`` and ``report`` itself)."""
+    offline_environment()
+    parser = argparse.ArgumentParser(prog="python -m rag.evaluate.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path, help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    parser.add_argument("--limit", type=int, help="use only the first N corpus documents")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        print(report(run_benchmark(args.dataset, Settings.from_env(), limit=args.limit), args.json))
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad settings or flags, as the `rag` command reports them
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ A draft row quotes the 1-3 sentences that answer its question (or tempt a bot to
 wrongly). The label keeps only where they are: the document's path under ../shared/corpora,
 character offsets into the text rag's loader reads from it (``load_file(...).document.text``),
 the short answer phrase and the document's SHA-256, so the repository holds no copy of anyone's
-page and a changed loader or document is noticed (``rag.answer.training.load_union``).
+page and a changed loader or document is noticed (``rag.train.questions.load_union``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from rag.answer.training import shared_data
+from rag.config import shared_dir
 from rag.ingest.loaders import load_file
 
 WS = re.compile(r"\s+")
@@ -37,7 +37,7 @@ def normalised(text: str) -> tuple[str, list[int]]:
 
 
 def main(paths: list[str]) -> int:
-    corpora = shared_data("corpora")
+    corpora = shared_dir("corpora")
     docs: dict[str, tuple[str, list[int], str, str]] = {}
     bad = 0
     for path in paths:

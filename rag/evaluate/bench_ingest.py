@@ -1,4 +1,4 @@
-"""Ingest and ask speed, printed as figures: `python scripts/bench_ingest.py [--scifact-limit N]`.
+"""Ingest and ask speed, printed as figures: `python -m rag.evaluate.bench_ingest [--scifact-limit N]`.
 
 Times our whole ingest (chunk, split sentences, embed, build BM25 and FAISS, save) in
 each way of making chunk vectors (``RAG_CHUNK_VECTORS``: "pooled", one pass over the
@@ -17,13 +17,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rag.ingest import index as index_store
-from rag.evaluate.bench_scale import shared_dir
-from rag.config import ROOT, Settings, offline_environment
-from rag.ingest.embedding import load_embedder
-from rag.ingest.run import build, embedding_text, ingest
-from rag.pipeline import Pipeline
-from rag.types import Document
+from ..config import ROOT, Settings, offline_environment, shared_dir
+from ..ingest import index as index_store
+from ..ingest.embedding import load_embedder
+from ..ingest.run import build, embedding_text, ingest
+from ..pipeline import Pipeline
+from ..types import Document
 
 
 def scifact_documents(path: Path, limit: int | None) -> list[Document]:
@@ -80,7 +79,7 @@ def ask_latency(settings: Settings, questions: list[str], label: str) -> None:
 def main() -> None:
     offline_environment()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scifact", type=Path, default=shared_dir() / "datasets" / "scifact")
+    parser.add_argument("--scifact", type=Path, default=shared_dir("datasets", "scifact"))
     parser.add_argument("--scifact-limit", type=int, default=1000)
     parser.add_argument("--modes", default="pooled,encoded", help="RAG_CHUNK_VECTORS values to time")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are printed")

@@ -1,9 +1,9 @@
 """Drive POST /api/ask with many concurrent clients; print requests/s, latency percentiles, errors.
 
-    python scripts/load_test.py                      # starts the app itself, 50 clients x 60 s
-    python scripts/load_test.py --workers 1 2        # the same load on 1 and on 2 worker processes
-    python scripts/load_test.py --url http://127.0.0.1:7860 --clients 20 --seconds 5
-    python scripts/load_test.py --workers 1 2 --unique   # no question asked twice
+    python -m rag.evaluate.load_test                      # starts the app itself, 50 clients x 60 s
+    python -m rag.evaluate.load_test --workers 1 2        # the same load on 1 and on 2 worker processes
+    python -m rag.evaluate.load_test --url http://127.0.0.1:7860 --clients 20 --seconds 5
+    python -m rag.evaluate.load_test --workers 1 2 --unique   # no question asked twice
 
 Six questions go round, as a strike's few popular questions do; the app remembers
 recent questions' vectors, so after the first round none is embedded again.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..config import ROOT, child_environment
 # Questions with the fact each answer must carry, so a mixed-up reply is caught.
 QUESTIONS = [
     ("How many therapy appointments did Kaiser cancel during the 2022 strike?", "111,803"),
@@ -110,8 +110,8 @@ def _start_app(data_dir: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     # One client address sends everything here, so lift the per-client limit for the run.
     # Its own data and index folders, so load questions don't fill the union's
     # feedback database and the repo's index is left alone.
-    env = {**os.environ, "RAG_RATE_LIMIT_PER_MINUTE": "100000000", "RAG_DATA_DIR": data_dir,
-           "RAG_INDEX_DIR": str(Path(data_dir) / "index")}
+    env = child_environment(RAG_RATE_LIMIT_PER_MINUTE="100000000", RAG_DATA_DIR=data_dir,
+                            RAG_INDEX_DIR=str(Path(data_dir) / "index"))
     if not (Path(data_dir) / "index" / "CURRENT").exists():
         subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)

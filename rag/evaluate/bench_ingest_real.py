@@ -1,4 +1,4 @@
-"""Ingest figures on real union documents, printed: `python scripts/bench_ingest_real.py [--no-embed]`.
+"""Ingest figures on real union documents, printed: `python -m rag.evaluate.bench_ingest_real [--no-embed]`.
 
 For ../shared/corpora/seiu503-higher-ed and for union-contracts + oregon-nurse-contracts:
 pages per second, chunks, the share of chunks that end mid-sentence, and seconds.
@@ -18,13 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from rag.ingest.chunking import chunk_document
-from rag.config import ROOT, Settings, offline_environment
-from rag.ingest.embedding import tiktoken_counter
-from rag.ingest.run import ingest
-from rag.ingest.loaders import Loaded, walk_corpus
+from ..config import Settings, offline_environment, shared_dir
+from ..ingest.chunking import chunk_document
+from ..ingest.embedding import tiktoken_counter
+from ..ingest.loaders import Loaded, walk_corpus
+from ..ingest.run import ingest
 
-SHARED = ROOT.parent / "shared" / "corpora"
+SHARED = shared_dir("corpora")
 SETS = {
     "seiu503-higher-ed": ["seiu503-higher-ed"],
     "union-contracts + oregon-nurse-contracts": ["union-contracts", "oregon-nurse-contracts"],

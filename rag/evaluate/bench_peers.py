@@ -1,7 +1,7 @@
 """strike-qa against the pipelines users would build instead, one run, same machine, same model.
 
-    python scripts/bench_peers.py                 # full BEIR SciFact
-    python scripts/bench_peers.py --limit 300     # first 300 abstracts (a quick check)
+    python -m rag.evaluate.bench_peers                 # full BEIR SciFact
+    python -m rag.evaluate.bench_peers --limit 300     # first 300 abstracts (a quick check)
 
 Each system runs in its own process and reports its own figures:
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import sysconfig
@@ -38,10 +37,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rag.evaluate.bench_scale import shared_dir  # noqa: E402
+from ..config import ROOT, child_environment, shared_dir
 
 PEERS = ROOT / ".cache" / "peers"
 DEPTH = 300  # chunks per query, as `rag bench-retrieval` asks: enough for 100 distinct documents
@@ -183,8 +179,8 @@ def _version(package: str) -> str | None:
 
 def _label(name: str, python: Path) -> str:
     if name == "strike-qa":
-        from rag.config import Settings
-        from rag.ingest.embedding import resolve_precision
+        from ..config import Settings
+        from ..ingest.embedding import resolve_precision
 
         return f"strike-qa (hybrid, {resolve_precision(Settings.from_env().precision)})"
     package = {"langchain": "langchain-community", "llamaindex": "llama-index-core"}[name]
@@ -197,8 +193,8 @@ def run_system(name: str, python: Path, task_file: Path) -> dict:
     code = PRELUDE + f"DEPTH = {DEPTH}\n" + textwrap.dedent(RUNNERS[name])
     script = task_file.with_name(f"run-{name}.py")
     script.write_text(code)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": str(ROOT) if name == "strike-qa" else ""}
+    env = child_environment(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                            PYTHONPATH=str(ROOT) if name == "strike-qa" else "")
     proc = subprocess.run([str(python), str(script), str(task_file)], env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -207,18 +203,18 @@ def run_system(name: str, python: Path, task_file: Path) -> dict:
 
 
 def main() -> None:
-    from rag.evaluate.benchmark import _restrict, load_beir, ndcg_at, recall_at
-    from rag.config import offline_environment
-    from rag.ingest.embedding import resolve_model
+    from ..config import offline_environment
+    from ..ingest.embedding import resolve_model
+    from .benchmark import load_beir, ndcg_at, recall_at, restrict
 
     offline_environment()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, default=shared_dir() / "datasets" / "scifact")
+    parser.add_argument("--dataset", type=Path, default=shared_dir("datasets", "scifact"))
     parser.add_argument("--limit", type=int, help="first N abstracts (and the queries answerable from them)")
     parser.add_argument("--systems", default="strike-qa,langchain,llamaindex")
     args = parser.parse_args()
     documents, queries, qrels = load_beir(args.dataset)
-    documents, qrels = _restrict(documents, qrels, args.limit)
+    documents, qrels = restrict(documents, qrels, args.limit)
     task = {"model": resolve_model("bundled"),
             "docs": [{"id": d.doc_id, "title": d.title, "text": d.text} for d in documents],
             "queries": [{"id": q, "text": queries[q]} for q in qrels]}

@@ -1,7 +1,7 @@
 """A whole `rag ask` on a 1M-chunk index: the real pipeline (safety, embedding, IVF + BM25
 search, first stage, reader) over an index topped up from a real build.
 
-    python scripts/bench_ask_scale.py --from-index .cache/seiu503-index --size 1000000
+    python -m rag.evaluate.bench_ask_scale --from-index .cache/seiu503-index --size 1000000
 
 How the index is made (the same top-up as `rag bench-scale`): the real build's chunks
 come first; copy k of chunk i is a new row of the same document, with chunk vector
@@ -29,19 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rag.config import Settings, offline_environment  # noqa: E402
+from ..config import ROOT, Settings, offline_environment
 
 
 def topped_up_index(source, size: int, seed: int = 0):
     """An Index of ``size`` rows: the real ones, then perturbed copies (see the module docstring)."""
     import bm25s
 
-    from rag.evaluate.bench_scale import NOISE
-    from rag.ingest.index import Index, SentenceTable, build_dense, dense_spec
-    from rag.ingest.lexical import LexicalIndex, tokenize
+    from ..ingest.index import Index, SentenceTable, build_dense, dense_spec
+    from ..ingest.lexical import LexicalIndex, tokenize
+    from .bench_scale import NOISE
 
     n = len(source.chunks)
     if size < n:
@@ -86,10 +83,10 @@ def main() -> int:
     ap.add_argument("--questions", type=Path, default=ROOT / "eval" / "seiu503.jsonl")
     ap.add_argument("--work", type=Path, help="where the big index is written (default: a temporary folder)")
     args = ap.parse_args()
-    from rag.ingest import index as index_store
-    from rag.evaluate.bench_scale import peak_rss_mb
-    from rag.evaluate.evaluation import load_questions
-    from rag.pipeline import Pipeline
+    from ..ingest import index as index_store
+    from ..pipeline import Pipeline
+    from .bench_scale import peak_rss_mb
+    from .evaluation import load_questions
 
     source = index_store.load(args.from_index)
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """How well the crisis screen does on messages it was never trained on.
 
-    python scripts/bench_crisis.py                      # the shipped head, default samples
-    python scripts/bench_crisis.py --head /tmp/mlp.npz  # add another head as a column
-    python scripts/bench_crisis.py --full               # every message of every set (slow)
+    python -m rag.evaluate.bench_crisis                      # the shipped head, default samples
+    python -m rag.evaluate.bench_crisis --head /tmp/mlp.npz  # add another head as a column
+    python -m rag.evaluate.bench_crisis --full               # every message of every set (slow)
 
 Prints, for the rules alone and for rules + each detector head, the share of each set
 flagged "crisis" and "crisis or concern":
@@ -13,14 +13,14 @@ flagged "crisis" and "crisis or concern":
     with crisis words, and all held-out SQuAD questions: false alarms.
 The public crisis sets only measure; nothing here trains or tunes. Messages are read as
 the server reads them (first SCAN_CHARS characters, sentence by sentence); sampled sets
-are sampled by a stable hash, so every run reads the same messages.
+are sampled by a stable hash, so every run reads the same messages. The held-out halves
+are rag.train.crisis's: ``splits.crisis_split``.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import csv
-import hashlib
 import json
 import sys
 import time
@@ -28,17 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from ..answer.crisis import CrisisHead, pieces, summarize
+from ..answer.safety import SCAN_CHARS, check, combine
+from ..config import ROOT, offline_environment, shared_dir
+from ..train.crisis import HARD_WORDS, SQUAD, screened_text, union_questions, written_2
+from ..train.splits import HELDOUT, crisis_split, stable_sample
+
 csv.field_size_limit(10**8)
-
-from rag.config import offline_environment  # noqa: E402
-from rag.answer.crisis import CrisisHead, pieces, summarize  # noqa: E402
-from rag.answer.safety import SCAN_CHARS, check, combine  # noqa: E402
-from train_crisis import HARD_WORDS, SQUAD, _shared, held_out, screened_text, union_questions, written_2  # noqa: E402
-
-CRISIS = _shared() / "datasets" / "crisis"
+CRISIS = shared_dir("datasets", "crisis")
 DEFAULT_HEAD = ROOT / "models" / "crisis" / "head.npz"
 CSSRS_LEVELS = ("Supportive", "Indicator", "Ideation", "Behavior", "Attempt")
 
@@ -48,10 +45,9 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _sample(texts: list[str], n: int | None) -> list[str]:
-    if n is None or len(texts) <= n:
-        return texts
-    return sorted(texts, key=lambda t: hashlib.sha1(t.encode()).hexdigest())[:n]
+def held_out(text: str) -> bool:
+    """Whether rag.train.crisis left this text out of training."""
+    return crisis_split(text) == HELDOUT
 
 
 def _cssrs_text(cell: str) -> str:
@@ -69,10 +65,10 @@ def load_sets(args) -> list[tuple[str, str, list[str]]]:
     if fei.exists():
         rows = _rows(fei)
         n = None if args.full else args.sample
-        sets.append(("Fei-X", "label 2 suicidal", _sample([r["tweet"] for r in rows if r["label"] == "2"], n)))
+        sets.append(("Fei-X", "label 2 suicidal", stable_sample([r["tweet"] for r in rows if r["label"] == "2"], n)))
         if args.full:
             sets.append(("Fei-X", "label 1 ambiguous", [r["tweet"] for r in rows if r["label"] == "1"]))
-        sets.append(("Fei-X", "label 0 not suicidal", _sample([r["tweet"] for r in rows if r["label"] == "0"], n)))
+        sets.append(("Fei-X", "label 0 not suicidal", stable_sample([r["tweet"] for r in rows if r["label"] == "0"], n)))
     sdcnl = CRISIS / "sdcnl"
     if sdcnl.exists():
         files = ["testing-set.csv", "training-set.csv"] if args.full else ["testing-set.csv"]
@@ -80,25 +76,25 @@ def load_sets(args) -> list[tuple[str, str, list[str]]]:
         text = lambda r: f"{r['title']}\n{r['selftext']}".strip()  # noqa: E731
         n = None if args.full else args.sample_posts
         split = "all" if args.full else f"test split, {n} sampled"
-        sets.append(("SDCNL", f"r/SuicideWatch ({split})", _sample([text(r) for r in rows if r["is_suicide"] == "1"], n)))
-        sets.append(("SDCNL", f"r/depression ({split})", _sample([text(r) for r in rows if r["is_suicide"] == "0"], n)))
+        sets.append(("SDCNL", f"r/SuicideWatch ({split})", stable_sample([text(r) for r in rows if r["is_suicide"] == "1"], n)))
+        sets.append(("SDCNL", f"r/depression ({split})", stable_sample([text(r) for r in rows if r["is_suicide"] == "0"], n)))
     cssrs = CRISIS / "reddit-cssrs-500" / "posts.csv"
     if cssrs.exists():
         rows = _rows(cssrs)
         n = None if args.full else args.sample_cssrs
         for level in CSSRS_LEVELS:
-            sets.append(("C-SSRS", level, _sample([_cssrs_text(r["Post"]) for r in rows if r["Label"] == level], n)))
+            sets.append(("C-SSRS", level, stable_sample([_cssrs_text(r["Post"]) for r in rows if r["Label"] == level], n)))
     for path in [*sorted((ROOT / "eval").glob("*.jsonl")), *(args.questions or [])]:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         qs = [row["question"] for row in rows if "question" in row]  # eval/claims.jsonl holds claims
         if not qs:
             continue
-        if path.parent == ROOT / "eval":  # train_crisis.py trains on the other half
+        if path.parent == ROOT / "eval":  # rag.train.crisis trains on the other half
             sets.append(("Documents", f"{path.name} held-out half", [q for q in qs if held_out(q)]))
             sets.append(("Documents", f"{path.name} all (half trained on)", qs))
         else:
             sets.append(("Documents", f"{path.name} (not trained on)", qs))
-    # The written messages' held-out half (train_crisis.py trains on the other), and the written
+    # The written messages' held-out half (rag.train.crisis trains on the other), and the written
     # reader questions (members' questions over other unions' documents) as ordinary messages.
     kept = [r for r in written_2() if held_out(screened_text(r))]
     for label in ("crisis", "concern", "none"):
@@ -128,7 +124,7 @@ class VectorCache:
                 self.known = dict(zip(data["texts"].tolist(), data["vectors"]))
 
     def vectors(self, embedder, texts: list[str]) -> np.ndarray:
-        from rag.ingest.embedding import embed_all
+        from ..ingest.embedding import embed_all
 
         missing = [t for t in dict.fromkeys(texts) if t not in self.known]
         if missing:
@@ -153,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()
-    from rag.ingest.embedding import load_embedder
+    from ..ingest.embedding import load_embedder
 
     heads = [CrisisHead(p) for p in [DEFAULT_HEAD, *(args.head or [])]]
     embedder, cache = load_embedder(), VectorCache(args.cache)

@@ -1,9 +1,10 @@
-"""Train the crisis head: ``python scripts/train_crisis.py`` writes models/crisis/head.npz.
+"""Train the crisis head: ``rag train-crisis`` (``make crisis-model``) writes models/crisis/head.npz.
 
 Data, all ours or question sets (never the public crisis sets, which only measure):
   - training/crisis/written.jsonl: messages we wrote, labelled crisis / concern / none;
   - the eval sets' questions (eval/*.jsonl) and SQuAD 2.0 dev questions, as "none",
-    each split by a stable hash so half stays out of training for the benchmark.
+    each split by a stable hash (``splits.crisis_split``) so half stays out of training for
+    rag.evaluate.bench_crisis.
 
 Two heads are compared by 5-fold cross-validation on this data (folds by original
 message, so a message and its augmented copies never straddle a fold): logistic
@@ -16,40 +17,27 @@ Fixed seed; the same data gives the same file.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
 import re
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rag.config import offline_environment  # noqa: E402
-from rag.answer.crisis import FORMAT, LABELS, with_history  # noqa: E402
-from rag.types import Turn  # noqa: E402
+from ..answer.crisis import FORMAT, LABELS, with_history
+from ..types import Turn
+from ..config import ROOT, shared_dir
+from .splits import HELDOUT, crisis_split
 
 SEED = 13
 WRITTEN = ROOT / "training" / "crisis" / "written.jsonl"
-# The second written set (issue #24): half of it (by held_out) is kept for the benchmark.
+# The second written set (issue #24): its held-out half (crisis_split) is kept for the benchmark.
 WRITTEN_2 = ROOT / "training" / "crisis" / "written-2.jsonl"
 UNION_LABELS = ROOT / "training" / "reader" / "labels.jsonl"  # members' questions: "none"
-
-def _shared() -> Path:
-    """The shared data folder beside the repo (or beside a worktree's parent)."""
-    for parent in ROOT.parents:
-        if (parent / "shared" / "datasets").is_dir():
-            return parent / "shared"
-    return ROOT.parent / "shared"
-
-
-SQUAD = _shared() / "datasets" / "squad2-dev-half" / "dev-v2.0-half.json"
-OUT = ROOT / "models" / "crisis" / "head.npz"
+SQUAD = shared_dir("datasets", "squad2-dev-half", "dev-v2.0-half.json")
 # SQuAD questions using the words a crisis message uses: the hardest "none" cases.
 HARD_WORDS = re.compile(r"\b(death|deaths|die|died|dies|dying|dead|suicid\w*|kill\w*|murder\w*|overdos\w*|"
                         r"poison\w*|shot|shoot\w*|hang\w*|drown\w*|wound\w*|injur\w*|fatal\w*|execut\w*|"
@@ -60,9 +48,9 @@ MAX_FLAG_FP_QUESTIONS = 0.03
 PREFIXES = ["honestly ", "idk ", "ok so ", "hey ", "i just need to say ", "sorry but ", "tbh "]
 
 
-def held_out(text: str) -> bool:
-    """The stable half kept out of training, for the benchmark (same answer on every machine)."""
-    return int(hashlib.sha1(text.strip().lower().encode()).hexdigest(), 16) % 2 == 1
+def trained_on(text: str) -> bool:
+    """Whether this text is on the training side of the crisis split."""
+    return crisis_split(text) != HELDOUT
 
 
 def eval_questions() -> list[str]:
@@ -119,7 +107,7 @@ def augment(text: str, rng: random.Random) -> list[str]:
 def dataset(rng: random.Random) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
     """Texts, labels (index into LABELS), group ids (the original message) and which are questions."""
     rows = [json.loads(line) for line in WRITTEN.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows += [row for row in written_2() if not held_out(screened_text(row))]
+    rows += [row for row in written_2() if trained_on(screened_text(row))]
     texts, labels, groups, questions = [], [], [], []
     for g, row in enumerate(rows):
         for variant in augment(row["text"], rng):
@@ -130,9 +118,9 @@ def dataset(rng: random.Random) -> tuple[list[str], np.ndarray, np.ndarray, np.n
             questions.append(row["label"] == "none" and "question" in row["group"])
     hard, other = squad_questions()
     doc = eval_questions() + union_questions()
-    kept_other = [q for q in other if not held_out(q)]
+    kept_other = [q for q in other if trained_on(q)]
     rng.shuffle(kept_other)
-    negatives = ([q for q in doc if not held_out(q)] + [q for q in hard if not held_out(q)] + kept_other[:400])
+    negatives = ([q for q in doc if trained_on(q)] + [q for q in hard if trained_on(q)] + kept_other[:400])
     for q in dict.fromkeys(negatives):
         g += 1
         texts.append(q)
@@ -140,7 +128,7 @@ def dataset(rng: random.Random) -> tuple[list[str], np.ndarray, np.ndarray, np.n
         groups.append(g)
         questions.append(True)
     counts = {"written": len(rows), "written_by_label": {lab: sum(r["label"] == lab for r in rows) for lab in LABELS},
-              "eval_questions": sum(not held_out(q) for q in doc), "squad_hard": sum(not held_out(q) for q in hard),
+              "eval_questions": sum(trained_on(q) for q in doc), "squad_hard": sum(trained_on(q) for q in hard),
               "squad_other": min(400, len(kept_other)), "examples_after_augmentation": len(texts)}
     return texts, np.array(labels), np.array(groups), np.array(questions), counts
 
@@ -201,7 +189,7 @@ def layers(head) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def cached_vectors(embedder, texts: list[str], path: Path) -> np.ndarray:
-    from rag.ingest.embedding import embed_all
+    from ..ingest.embedding import embed_all
 
     known: dict[str, np.ndarray] = {}
     if path.exists():
@@ -214,49 +202,43 @@ def cached_vectors(embedder, texts: list[str], path: Path) -> np.ndarray:
     return np.stack([known[t] for t in texts])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--cache", type=Path, help="reuse text vectors from this .npz (speeds up re-runs)")
-    parser.add_argument("--head", choices=["auto", "logreg", "mlp"], default="auto")
-    args = parser.parse_args(argv)
-    offline_environment()
-    from rag.ingest.embedding import embed_all, load_embedder
+def train(out: Path, *, cache: Path | None = None, head: str = "auto",
+          log: Callable[[str], None] = print) -> dict:
+    """Build the head from the data above and write it to ``out``; returns what was written's metadata."""
+    from ..ingest.embedding import embed_all, load_embedder
 
+    if head not in ("auto", "logreg", "mlp"):
+        raise ValueError(f"head must be auto, logreg or mlp, got {head!r}")
     started = time.perf_counter()
     rng = random.Random(SEED)
     np.random.seed(SEED)
     texts, y, groups, questions, counts = dataset(rng)
-    print(f"{len(texts)} training texts: {counts}", flush=True)
+    log(f"{len(texts)} training texts: {counts}")
     embedder = load_embedder()
-    x = cached_vectors(embedder, texts, args.cache) if args.cache else embed_all(embedder, texts, batch_size=64)
-    print(f"embedded in {time.perf_counter() - started:.0f} s", flush=True)
+    x = cached_vectors(embedder, texts, cache) if cache else embed_all(embedder, texts, batch_size=64)
+    log(f"embedded in {time.perf_counter() - started:.0f} s")
 
     results = {}
-    for kind in ("logreg", "mlp") if args.head == "auto" else (args.head,):
+    for kind in ("logreg", "mlp") if head == "auto" else (head,):
         probs = out_of_fold(kind, x, y, groups)
         t_crisis, t_flag = pick_thresholds(probs, y, questions)
         results[kind] = {"thresholds": [round(t_crisis, 4), round(t_flag, 4)],
                          **report(probs, y, questions, t_crisis, t_flag)}
-        print(f"{kind:7s} 5-fold: {results[kind]}", flush=True)
+        log(f"{kind:7s} 5-fold: {results[kind]}")
     # Pick on recall of crisis messages as crisis-or-concern, then crisis recall.
-    kind = args.head if args.head != "auto" else max(
+    kind = head if head != "auto" else max(
         results, key=lambda k: (results[k]["crisis_or_concern_recall_on_crisis"], results[k]["crisis_recall"]))
     t_crisis, t_flag = results[kind]["thresholds"]
-    head = make_head(kind).fit(x, y)
+    fitted = make_head(kind).fit(x, y)
     meta = {"format": FORMAT, "kind": kind, "labels": list(LABELS), "embedder": embedder.name,
             "crisis_threshold": t_crisis, "concern_threshold": t_flag, "seed": SEED,
             "data_sha256": hashlib.sha256(WRITTEN.read_bytes() + WRITTEN_2.read_bytes()).hexdigest(), "counts": counts,
             "cross_validation": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
-    for i, (w, b) in enumerate(layers(head)):
+    for i, (w, b) in enumerate(layers(fitted)):
         arrays[f"w{i}"], arrays[f"b{i}"] = w, b
-    np.savez_compressed(args.out, meta=np.array(json.dumps(meta)), **arrays)
-    print(f"chose {kind}; wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB) "
-          f"in {time.perf_counter() - started:.0f} s", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    np.savez_compressed(out, meta=np.array(json.dumps(meta)), **arrays)
+    log(f"chose {kind}; wrote {out} ({out.stat().st_size / 1024:.0f} KB) in {time.perf_counter() - started:.0f} s")
+    return meta
