@@ -68,12 +68,22 @@ def page_texts(path: Path) -> list[str]:
             page = document[index]
             textpage = page.get_textpage()
             # get_text_bounded: the page's visible area in full Unicode (get_text_range is UCS-2).
-            texts.append(textpage.get_text_bounded().replace("\r\n", "\n").replace("\r", "\n"))
+            texts.append(_lines(textpage.get_text_bounded()))
             textpage.close()
             page.close()
         return texts
     finally:
         document.close()
+
+
+def _lines(text: str) -> str:
+    r"""PDFium's page text with "\n" line ends and its line-end hyphens given back.
+
+    PDFium joins a word hyphenated at a line end and marks the hyphen "\x02" ("part\x02time
+    employee", "re\x02ferred"); it goes back to "-" and a line break, and ``rebuild`` decides,
+    from the document's own spelling, whether the hyphen stays ("part-time") or goes ("referred").
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-\n")
 
 
 def rebuild(pages: list[str]) -> PdfText:
