@@ -88,3 +88,14 @@ def test_real_contract_chunks_quote_exact_spans_on_their_pages(seiu):
         assert c.page == page.number
     ends = [p.end for p in seiu.pages]
     assert ends == sorted(ends) and ends[-1] == len(seiu.text) and len(seiu.pages) == 152
+
+
+def test_a_word_hyphenated_at_a_line_end_is_rejoined_only_where_the_document_spells_it_whole(tmp_path):
+    """PDFium joins "part-" and "time" and marks the hyphen "\\x02"; the document's own spelling decides."""
+    from tests.pdfs import text_pdf
+
+    pdf = text_pdf(tmp_path / "hyphens.pdf", ["A regular part-\ntime employee joins the negoti-\nations. "
+                                              "Negotiations resume Monday."])
+    assert "\x02" not in "".join(page_texts(pdf))
+    text = load_file(pdf, "hyphens.pdf").document.text
+    assert text == "A regular part-time employee joins the negotiations. Negotiations resume Monday."
