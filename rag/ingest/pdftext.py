@@ -4,7 +4,7 @@
 joins the ones that touch into words and lines. pypdf's ``extract_text`` builds lines
 from the order of the text operators and guesses a space from the jump between two of
 them; where a word processor draws a line's last letters with a text matrix of their
-own (Word's justified lines), pypdf reads "5p.m. on t he\nuni\nversity next"
+own (Word's justified lines), pypdf reads "5p.m. on t he uni versity next"
 (SEIU 503 contract, p. 152). Figures: docs/libraries.md.
 
 PDFium gives one string per page with a newline at every wrapped line, the running
