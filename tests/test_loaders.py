@@ -107,3 +107,15 @@ def test_a_hugo_page_takes_its_title_from_its_front_matter(tmp_path):
     page = tmp_path / "notice.md"
     page.write_text('+++\ntitle = "Five days\' strike notice served"\ndate = 2022-11-17\n+++\n\nWe served notice today.\n')
     assert load_file(page, page.name).document.title == "Five days' strike notice served"
+
+
+def test_a_time_tag_gives_the_date_its_reader_sees(tmp_path):
+    """local083.org's news page of 2025-11-03 marks "Last updated: November 3, 2025" up as
+    <time datetime="2025-10-27">: the page, its JSON-LD and its URL all say November 3."""
+    page = tmp_path / "update.html"
+    page.write_text('<html><body><main><h1>Survey update</h1><p>Last updated: <time datetime="2025-10-27">'
+                    "November 3, 2025</time></p><p>Results are in.</p></main></body></html>")
+    doc = load_file(page, "update.html").document
+    assert (doc.date, doc.date_source) == ("2025-11-03", "<time> tag")
+    page.write_text('<html><body><p>Posted <time datetime="2026-02-11T09:00">Wednesday</time></p></body></html>')
+    assert load_file(page, "update.html").document.date == "2026-02-11"  # text with no date: the attribute

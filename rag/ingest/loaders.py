@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import UnreadableDocumentError
 from ..types import Document, Heading, Page
 from . import dates
-from .pdftext import rebuild
+from .pdftext import page_texts, rebuild
 from .structure import html_headings, text_headings
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}  # .mdx: Markdown with JSX components (dropped)
@@ -180,9 +180,12 @@ def _html_text(html: str, repeated: frozenset[str] = frozenset()
     root = soup.body or soup
     if meta_date[0] is None:
         time_tag = root.find("time")
-        stamp = time_tag.get("datetime") or time_tag.get_text(" ", strip=True) if time_tag else ""
-        if stamp and dates.parse_date(str(stamp)):
-            meta_date = (dates.parse_date(str(stamp)), "<time> tag")
+        # The date a reader sees first: a datetime attribute can lag the text it marks up
+        # ('<time datetime="2025-10-27">November 3, 2025</time>' on a local083.org news page).
+        iso = None if time_tag is None else (dates.parse_date(time_tag.get_text(" ", strip=True))
+                                             or dates.parse_date(str(time_tag.get("datetime") or "")))
+        if iso:
+            meta_date = (iso, "<time> tag")
 
     lines: list[str] = []
     spans: list[tuple[int, int, int]] = []
@@ -266,9 +269,13 @@ def _html_meta_date(soup) -> tuple[str | None, str]:
 
 def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str, str | None, list[int]]:
     """Rebuilt text (see pdftext), page spans, a metadata title unless it is a file name,
-    the metadata date, and the pages that had no text layer."""
+    the metadata date, and the pages that had no text layer.
+
+    pypdf opens the file (its errors say what is wrong: a password, a damaged file) and reads
+    the metadata; PDFium reads the text, which pypdf splits inside words (see pdftext)."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
+    from pypdfium2 import PdfiumError
 
     try:
         with warnings.catch_warnings():
@@ -276,13 +283,13 @@ def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str, str | None, list[
             reader = PdfReader(path, strict=False)
             if reader.is_encrypted and not reader.decrypt(""):
                 raise UnreadableDocumentError("encrypted PDF (needs a password)")
-            texts = [page.extract_text() or "" for page in reader.pages]
             meta = reader.metadata or {}
             meta_title = str(meta.get("/Title") or "").strip()
             meta_date = dates.from_pdf_metadata(meta.get("/ModDate") or meta.get("/CreationDate"))
+        texts = page_texts(path)
     except UnreadableDocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+    except (PdfReadError, PdfiumError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
         raise UnreadableDocumentError(f"corrupt PDF ({exc})") from None
     except Exception as exc:  # pypdf raises many ad-hoc types on damaged files
         raise UnreadableDocumentError(f"corrupt PDF ({type(exc).__name__}: {exc})") from None
