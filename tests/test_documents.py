@@ -1,95 +1,24 @@
-"""Real union documents: PDF paragraphs, headings and section paths, HTML main content, dates,
-updates that supersede older figures, and several corpus folders served end to end."""
+"""Real union documents end to end: headings and section paths, HTML main content, citations
+with section and date, several corpus folders served, the real contract read as paragraphs."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.ingest import dates
 from rag.ingest.chunking import chunk_document
 from rag.config import Settings
 from rag.config import shared_dir
 from rag.ingest.embedding import tiktoken_counter
 from rag.ingest.run import ingest
 from rag.ingest.loaders import Loaded, Skipped, load_file, walk_corpus
-from rag.ingest.pdftext import rebuild
 from rag.ingest.structure import text_headings
 from tests.pdfs import text_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 SEIU = shared_dir("corpora", "seiu503-higher-ed")
 needs_shared = pytest.mark.skipif(not SEIU.is_dir(), reason=f"{SEIU} not found (the shared corpora)")
-
-
-# ── PDF text ────────────────────────────────────────────────────────────────
-
-def _contract_pages() -> list[str]:
-    body = [
-        "ARTICLE 36: SICK LEAVE\n \nSection 1. Accrual. Full time employees shall accrue eight (8) hours of sick\n"
-        "leave with pay credits for each full month they are in pay status. Employees who are in pay\n"
-        "status for less than a full month shall accrue sick leave on a prorated basis.\n \n"
-        "(A) Certification of an attending physician may be required within fifteen (15) calendar\n"
-        "days of the request.\n \nSection 2. Use. Sick leave may be used for the employee's illness and the negoti-\n"
-        "ations shall not limit the 90-\nday notice. Sick leave may be used for the",
-        "illness of a family member, as defined in this Article, and for medical appointments.\n \n"
-        "ARTICLE 37: BEREAVEMENT LEAVE\n \nEmployees shall be eligible for a maximum of four (4) work days\n"
-        "of paid bereavement leave. Such negotiations shall commence promptly.",
-        "ARTICLE 38: HOLIDAYS\n \nSection 1. The following holidays shall be recognized:\n \n(A) New Year's Day;\n \n"
-        "(B) Juneteenth on June 19;\n \n(C) Labor Day.",
-        "ARTICLE 39: LEAVES WITH PAY\n \nSection 1. Jury duty leave is paid at the regular straight time rate.",
-    ]
-    # Running header and footer with a page number, as a word processor prints them.
-    return [f" \n{n + 1} \n \nOPU/SEIU 2022-2026 Agreement\n{page}\nRevised {2022 + n}-01-01 Collective Bargaining Agreement\n"
-            for n, page in enumerate(body)]
-
-
-def test_pdf_pages_become_paragraphs_without_running_headers():
-    result = rebuild(_contract_pages())
-    text = result.text
-    assert "OPU/SEIU" not in text and "Revised" not in text  # header and footer, on every page
-    assert "\n1 \n" not in text and not text.startswith("1")  # page numbers
-    # Wrapped lines are one paragraph; the sentence over the page break stays whole.
-    assert "accrue eight (8) hours of sick leave with pay credits for each full month" in text
-    assert "Sick leave may be used for the illness of a family member" in text
-    # Line-end hyphens: rejoined where the document spells the word whole, kept where real.
-    assert "negotiations shall not limit" in text and "90-day notice" in text
-    # Headings and list items keep their own lines.
-    assert "\nARTICLE 37: BEREAVEMENT LEAVE\n" in text
-    assert "\n(B) Juneteenth on June 19;\n" in text
-    # The page of every character is known.
-    starts = result.page_starts
-    assert len(starts) == 4 and text[starts[1]:].startswith("illness of a family member")
-    assert text[starts[2]:].startswith("ARTICLE 38")
-
-
-def test_real_pdf_keeps_exact_offsets_pages_and_a_heading_title(tmp_path):
-    pdf = text_pdf(tmp_path / "cba.pdf", _contract_pages(), title="Table of Contents_updated.pdf")
-    loaded = load_file(pdf, "cba.pdf")
-    doc = loaded.document
-    assert doc.title != "Table of Contents_updated.pdf" and "Table of Contents" not in doc.title
-    assert "OPU/SEIU" not in doc.text
-    at = doc.text.index("illness of a family member")
-    assert doc.page_at(at) == 2 and doc.page_at(doc.text.index("Juneteenth")) == 3
-    assert doc.section_at(doc.text.index("prorated basis")) == "Article 36 Sick Leave > Section 1 Accrual"
-    assert doc.section_at(doc.text.index("Juneteenth")) == "Article 38 Holidays > Section 1"
-    chunks = chunk_document(doc, tiktoken_counter(), 60, 10)
-    for c in chunks:
-        assert doc.text[c.start:c.end] == c.text and c.page == doc.page_at(c.start)
-    bereavement = next(c for c in chunks if "four (4) work days" in c.text)
-    assert bereavement.section == "Article 37 Bereavement Leave"
-    assert not any("ARTICLE 37" in c.text and "ARTICLE 36" in c.text for c in chunks)  # never across articles
-    # The "Revised" footer went with the running footer; reportlab stamps the file's metadata date.
-    assert doc.date_source == "PDF metadata" and dates.parse_date(doc.date)
-
-
-def test_a_pdf_page_without_text_is_a_warning_naming_file_and_page(tmp_path):
-    pdf = text_pdf(tmp_path / "scan.pdf", ["Strike pay starts in week two.", "", "Pickets meet at 7 am."])
-    loaded = load_file(pdf, "scan.pdf")
-    assert "page 2 of scan.pdf has no text layer" in loaded.note
-    assert "Pickets meet at 7 am." in loaded.document.text
 
 
 # ── headings ────────────────────────────────────────────────────────────────
@@ -143,25 +72,6 @@ def test_a_broken_html_page_is_skipped_with_a_reason(tmp_path):
     assert isinstance(results["good.html"], Loaded)
     assert isinstance(results["broken.html"], Skipped) and "binary" in results["broken.html"].reason
     assert isinstance(results["chrome-only.html"], Skipped) and "no text" in results["chrome-only.html"].reason
-
-
-# ── dates ───────────────────────────────────────────────────────────────────
-
-def test_dates_are_found_never_guessed(tmp_path):
-    assert dates.parse_date("Updated Aug. 7, 2026") == "2026-08-07"
-    assert dates.dated_line("Strike hub\nLast updated: October 1, 2025\nThe vote on Aug. 15, 2022.") == "2025-10-01"
-    assert dates.dated_line("Workers marched on Monday, Aug. 15, 2022.") is None  # a date, but not the page's
-    assert dates.from_file_name("news_2026-08-07-impasse.html") == "2026-08-07"
-    assert dates.from_file_name("kaiser-strike-2022.txt") == "2022"
-    assert dates.from_file_name("cba_2022-2026.pdf") is None  # a range dates nothing
-    assert dates.from_pdf_metadata("D:20240502115017-07'00'") == "2024-05-02"
-    assert dates.display("2026-08-07") == "Aug 7, 2026" and dates.display(None) == ""
-    (tmp_path / "notes.txt").write_text("Strike notes\nNothing dated here.\n")
-    (tmp_path / "faq.txt").write_text("Strike FAQ\nPickets start at 7 am.\n")
-    (tmp_path / dates.SIDECAR).write_text(json.dumps({"faq.txt": "2026-03-01"}))
-    docs = {r.document.doc_id: r.document for r in walk_corpus(tmp_path)}
-    assert docs["notes.txt"].date is None and docs["notes.txt"].date_source == ""
-    assert (docs["faq.txt"].date, docs["faq.txt"].date_source) == ("2026-03-01", "sidecar .dates.json")
 
 
 def test_citations_carry_section_and_date_in_json(pipeline):

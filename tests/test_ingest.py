@@ -461,7 +461,7 @@ def test_a_question_is_embedded_by_the_traced_model_as_by_the_model():
 
 def test_library_log_lines_go_to_the_debug_log_not_the_console(tmp_path):
     """A PDF whose cross-reference table is off makes pypdf log a line per object it repairs
-    ("Object 1 0 found"); the console shows only what ingest says itself."""
+    ("Object 5 0 found"); the console shows only what ingest says itself."""
     import re
     import subprocess
     import sys
@@ -478,4 +478,4 @@ def test_library_log_lines_go_to_the_debug_log_not_the_console(tmp_path):
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "found" not in run.stderr and "Ignoring" not in run.stderr
-    assert "Object 1 0 found" in (tmp_path / "data" / "debug.log").read_text()
+    assert "Object 5 0 found" in (tmp_path / "data" / "debug.log").read_text()

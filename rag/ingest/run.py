@@ -265,8 +265,8 @@ def _chunking_settings(settings: Settings) -> dict:
 
 
 # Bump when loaders/chunking change the text, headings or chunks of an unchanged file:
-# 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates.
-TEXT_VERSION = 2
+# 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates; 3 = PDF text from PDFium.
+TEXT_VERSION = 3
 
 
 def _installed(package: str) -> bool:
