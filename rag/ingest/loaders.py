@@ -19,12 +19,14 @@ from . import dates, ocr
 from .ocr import OcrOptions, page_ranges
 from .pdftext import page_texts, rebuild
 from .structure import html_headings, text_headings
+from .word import read_docx
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}  # .mdx: Markdown with JSX components (dropped)
 TEXT_SUFFIXES = {".txt"} | MARKDOWN_SUFFIXES
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+WORD_SUFFIXES = {".docx"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | WORD_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
         title = title or _pdf_title(text) or re.sub(r"[_-]+", " ", path.stem)
         found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
                             (meta_date, "PDF metadata"))
+    elif suffix in WORD_SUFFIXES:
+        word = read_docx(path)
+        text, headings = word.text, word.headings
+        title = word.title or re.sub(r"[_-]+", " ", path.stem)
+        found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
+                            (word.date, "Word document properties"))
     else:
         text, note = _decode(data)
         if note:
