@@ -20,7 +20,7 @@ LANGUAGES = ("eng", "spa")
 DPI = 300  # tesseract's own advice for body text; 200 dpi was 15% faster and no better (docs/ocr.md)
 # Below this mean word confidence (0-100, weighted by word length) a page's OCR text is noise: a
 # script tesseract has no data for, a photo, a blank page with specks. Measured: docs/ocr.md.
-MIN_CONFIDENCE = 50.0
+MIN_CONFIDENCE = 70.0
 UNRELIABLE = "\x00unreliable"  # what a page whose OCR was noise is cached as (never a page's text)
 _NAMES = {"eng": "English", "spa": "Spanish"}
 INSTALL_HINT = ("install tesseract-ocr to read them by OCR (as root: make ocr, or apt-get install "
