@@ -7,14 +7,14 @@ TEST_STAMP := $(VENV)/.installed-test
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test test-llm setup index browser eval bench load clean crisis-model bench-crisis reader-model bench-reader
+.PHONY: run test test-llm setup index browser ocr eval bench load clean crisis-model bench-crisis reader-model bench-reader
 
-run: $(STAMP) index
+run: $(STAMP) ocr index
 	$(PY) app.py
 
 # The eval gates run on their own indexes (the shipped corpus; SEIU 503's real documents in
 # ../shared), so tests never touch index/.
-test: $(TEST_STAMP) browser
+test: $(TEST_STAMP) browser ocr
 	$(PY) -m pytest -q
 	$(VENV)/bin/rag ingest corpus --index .cache/eval-index
 	$(VENV)/bin/rag eval eval/questions.jsonl --index .cache/eval-index --out .cache/eval-results.jsonl --report .cache/eval-report.html
@@ -57,6 +57,18 @@ browser:
 	else \
 		echo "note: Chromium is not installed and installing it needs root (sudo apt-get install chromium);"; \
 		echo "      the browser tests (tests/test_browser.py) will be skipped, everything else runs."; \
+	fi
+
+# Scanned PDF pages are read by Debian's tesseract (English and Spanish data), installed as
+# Chromium is; without it ingest skips those pages and says how to read them (docs/ocr.md).
+ocr:
+	@if command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx spa; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng tesseract-ocr-spa; \
+	else \
+		echo "note: tesseract is not installed and installing it needs root"; \
+		echo "      (sudo apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-spa);"; \
+		echo "      scanned PDF pages are skipped and the OCR tests (tests/test_ocr.py) too."; \
 	fi
 
 eval: $(STAMP) index

@@ -162,6 +162,12 @@ class Settings:
     llm_timeout_s: float = 30.0
     llm_max_tokens: int = 256  # a few cited sentences; bounds the wait too
     llm_passages: int = 5  # top retrieved chunks the model may quote, numbered [1]..[n]
+    # Scanned PDF pages (no text layer) read by OCR with tesseract (rag/ingest/ocr.py), when it is
+    # installed (`make ocr`); off: they are skipped with a warning. The OCR text is cached under
+    # data_dir, so a re-ingest reads no page twice. Figures: docs/ocr.md.
+    ocr: bool = True
+    ocr_max_pages: int = 200  # per file (~2 s a page on 2 cores); past it one warning, the rest skipped
+    ocr_timeout_s: float = 60.0  # per page; a page that takes longer is skipped with a warning
 
     def __post_init__(self):
         if self.chunk_vectors not in ("pooled", "encoded"):
@@ -185,6 +191,9 @@ class Settings:
             raise ValueError(f"RAG_DENSE_WEIGHT must be within [0, 1], got {self.dense_weight}")
         if self.fusion not in ("convex", "rrf"):
             raise ValueError(f"RAG_FUSION must be 'convex' or 'rrf', got {self.fusion!r}")
+        if self.ocr_max_pages < 0 or self.ocr_timeout_s <= 0:
+            raise ValueError(f"RAG_OCR_MAX_PAGES must be >= 0 and RAG_OCR_TIMEOUT_S > 0, got "
+                             f"{self.ocr_max_pages} and {self.ocr_timeout_s}")
         if self.recency_boost < 0:
             raise ValueError(f"RAG_RECENCY_BOOST must be >= 0, got {self.recency_boost}")
         # Both scales, the heuristic's and a reader's probability, are [0, 1].

@@ -65,6 +65,7 @@ class Page:
     number: int  # 1-based, as a reader counts
     start: int
     end: int
+    ocr: bool = False  # its text was read from the page's image (a scan), not its text layer
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Citation:
     end: int
     section: str = ""  # heading path at the quote, e.g. "Article 36 Sick Leave > Section 2"
     date: str | None = None  # the document's ISO date, when known
+    ocr: bool = False  # the quote's page is a scan read by OCR: its words may hold misreadings
     # The same sentence found elsewhere (another document, or the same one again): quoted once,
     # with every place it is found (their n is this citation's).
     also: tuple["Citation", ...] = ()
@@ -258,5 +260,5 @@ def _citation_json(c: Citation) -> dict:
     return {
         "n": c.n, "doc_id": c.doc_id, "title": c.title, "page": c.page,
         "chunk_id": c.chunk_id, "quote": c.quote, "start": c.start, "end": c.end,
-        "section": c.section, "date": c.date, "also": [_citation_json(a) for a in c.also],
+        "section": c.section, "date": c.date, "ocr": c.ocr, "also": [_citation_json(a) for a in c.also],
     }

@@ -52,3 +52,31 @@ def truncated_pdf(path: Path) -> Path:
     path.write_bytes(data[: len(data) // 3])
     good.unlink()
     return path
+
+
+def scanned_pdf(path: Path, pages: list[str], scanned: set[int], font: str | None = None) -> Path:
+    """A PDF whose pages numbered in ``scanned`` (1-based) are pictures of their text, as a
+    scanner makes them (no text layer); the others are ordinary text pages. ``font``: a TrueType
+    file for scripts PIL's default font lacks."""
+    from PIL import Image, ImageDraw, ImageFont
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    face = ImageFont.truetype(font, 40) if font else ImageFont.load_default(size=40)
+    c = canvas.Canvas(str(path), pagesize=letter)
+    for number, text in enumerate(pages, start=1):
+        if number in scanned:
+            image = Image.new("L", (2550, 3300), 255)  # a letter page at 300 dpi
+            draw = ImageDraw.Draw(image)
+            for i, line in enumerate(text.split("\n")):
+                draw.text((300, 300 + 60 * i), line, fill=0, font=face)
+            c.drawImage(ImageReader(image), 0, 0, *letter)
+        else:
+            y = 720
+            for line in text.split("\n"):
+                c.drawString(72, y, line)
+                y -= 16
+        c.showPage()
+    c.save()
+    return path

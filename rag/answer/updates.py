@@ -150,7 +150,8 @@ def label_pieces(pieces: Sequence[Piece], citations: Sequence[Citation],
 
 
 def annotate(citations: Sequence[Citation], documents: dict[str, Document]) -> tuple[Citation, ...]:
-    """Citations with their section path and their document's date filled in."""
+    """Citations with their section path, their document's date and whether their page is a scan
+    read by OCR filled in."""
     out = []
     for c in citations:
         doc = documents.get(c.doc_id)
@@ -158,6 +159,7 @@ def annotate(citations: Sequence[Citation], documents: dict[str, Document]) -> t
             out.append(c)
             continue
         out.append(replace(c, section=c.section or doc.section_at(c.start), date=c.date or doc.date,
+                           ocr=c.ocr or any(p.ocr and p.start <= c.start < p.end for p in doc.pages),
                            also=annotate(c.also, documents)))
     return tuple(out)
 

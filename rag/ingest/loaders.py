@@ -15,34 +15,48 @@ from pathlib import Path
 
 from ..errors import UnreadableDocumentError
 from ..types import Document, Heading, Page
-from . import dates
+from . import dates, ocr
+from .ocr import OcrOptions, page_ranges
 from .pdftext import page_texts, rebuild
 from .structure import html_headings, text_headings
 from .titles import read_titles
+from .word import read_docx
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}  # .mdx: Markdown with JSX components (dropped)
 TEXT_SUFFIXES = {".txt"} | MARKDOWN_SUFFIXES
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+WORD_SUFFIXES = {".docx"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | WORD_SUFFIXES
 
 
 @dataclass(frozen=True)
 class Skipped:
     path: str
     reason: str
+    unread_scans: int = 0  # pages without a text layer left unread: no OCR here (see ocr.INSTALL_HINT)
 
 
 @dataclass(frozen=True)
 class Loaded:
     document: Document
     note: str = ""  # e.g. a decoding fallback worth telling the user about
+    unread_scans: int = 0  # pages without a text layer left unread: no OCR here (see ocr.INSTALL_HINT)
+
+
+class NoTextLayer(UnreadableDocumentError):
+    """A PDF none of whose pages has text (nor any OCR text)."""
+
+    def __init__(self, reason: str, unread_scans: int = 0):
+        super().__init__(reason)
+        self.unread_scans = unread_scans
 
 
 def load_file(path: Path, doc_id: str, date: str | None = None,
-              repeated: frozenset[str] = frozenset()) -> Loaded:
+              repeated: frozenset[str] = frozenset(), ocr: OcrOptions | None = None) -> Loaded:
     """One file as a Document; `date` is a sidecar date that overrides what the file says;
-    `repeated` lines of an HTML page are site chrome to leave out."""
+    `repeated` lines of an HTML page are site chrome to leave out; `ocr` reads the PDF pages
+    that have no text layer (None: they are skipped with a warning)."""
     data = path.read_bytes()
     if not data.strip():
         raise UnreadableDocumentError("empty file")
@@ -52,16 +66,24 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
     pages: tuple[Page, ...] = ()
     headings: tuple[Heading, ...] = ()
     found: tuple[str | None, str] = (None, "")
+    unread = 0
     if suffix in PDF_SUFFIXES:
-        text, pages, title, meta_date, empty = _read_pdf(path)
+        text, pages, title, meta_date, empty, ocr_notes, unread = _read_pdf(path, digest, ocr)
         if empty:
-            notes.append(f"page{'s' if len(empty) > 1 else ''} {_ranges(empty)} of {path.name} "
+            notes.append(f"page{'s' if len(empty) > 1 else ''} {page_ranges(empty)} of {path.name} "
                          "ha{} no text layer (scanned?); {} skipped".format(
                              "ve" if len(empty) > 1 else "s", "they were" if len(empty) > 1 else "it was"))
+        notes.extend(ocr_notes)
         headings = text_headings(text)
         title = title or _pdf_title(text) or re.sub(r"[_-]+", " ", path.stem)
         found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
                             (meta_date, "PDF metadata"))
+    elif suffix in WORD_SUFFIXES:
+        word = read_docx(path)
+        text, headings = word.text, word.headings
+        title = word.title or re.sub(r"[_-]+", " ", path.stem)
+        found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
+                            (word.date, "Word document properties"))
     else:
         text, note = _decode(data)
         if note:
@@ -83,7 +105,7 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
         found = (date, "sidecar " + dates.SIDECAR)
     doc = Document(doc_id=doc_id, title=title or doc_id, text=text, content_hash=digest, pages=pages,
                    source=str(path), headings=headings, date=found[0], date_source=found[1] if found[0] else "")
-    return Loaded(doc, "; ".join(notes))
+    return Loaded(doc, "; ".join(notes), unread)
 
 
 def _first_date(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
@@ -91,19 +113,6 @@ def _first_date(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
         if value:
             return value, source
     return None, ""
-
-
-def _ranges(numbers: list[int]) -> str:
-    """[1, 2, 3, 7] -> "1-3, 7"."""
-    out, run = [], [numbers[0]]
-    for n in numbers[1:]:
-        if n == run[-1] + 1:
-            run.append(n)
-        else:
-            out.append(run)
-            run = [n]
-    out.append(run)
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in out)
 
 
 _MDX_STATEMENT = re.compile(r"^(?:import|export)\s.*$", re.M)  # ES module lines of an .mdx page
@@ -268,9 +277,12 @@ def _html_meta_date(soup) -> tuple[str | None, str]:
     return iso, f"<meta {key}>"
 
 
-def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str, str | None, list[int]]:
+def _read_pdf(path: Path, digest: str, options: OcrOptions | None
+              ) -> tuple[str, tuple[Page, ...], str, str | None, list[int], list[str], int]:
     """Rebuilt text (see pdftext), page spans, a metadata title unless it is a file name,
-    the metadata date, and the pages that had no text layer.
+    the metadata date, the pages left without text, OCR's warnings, and how many pages were
+    left unread for want of OCR. Pages without a text layer are read by OCR when ``options``
+    is given and tesseract is installed.
 
     pypdf opens the file (its errors say what is wrong: a password, a damaged file) and reads
     the metadata; PDFium reads the text, which pypdf splits inside words (see pdftext)."""
@@ -294,16 +306,30 @@ def _read_pdf(path: Path) -> tuple[str, tuple[Page, ...], str, str | None, list[
         raise UnreadableDocumentError(f"corrupt PDF ({exc})") from None
     except Exception as exc:  # pypdf raises many ad-hoc types on damaged files
         raise UnreadableDocumentError(f"corrupt PDF ({type(exc).__name__}: {exc})") from None
+    empty = [n for n, t in enumerate(texts, start=1) if not t.strip()]
+    read: dict[int, str] = {}
+    notes: list[str] = []
+    unread = 0
+    if empty and options is not None and (engine := ocr.engine()) is not None and engine.languages:
+        result = ocr.read_pages(path, empty, digest, options)
+        read, notes = result.texts, list(result.notes)
+        texts = [read.get(n, t) for n, t in enumerate(texts, start=1)]
+        if read:
+            notes.insert(0, f"page{'s' if len(read) > 1 else ''} {page_ranges(sorted(read))} of {path.name} "
+                            f"{'have' if len(read) > 1 else 'has'} no text layer (scanned?); read by OCR")
+        empty = []  # OCR's notes name every page it could not read, and why
+    elif empty and options is not None:
+        unread = len(empty)
     if not any(t.strip() for t in texts):
-        raise UnreadableDocumentError("PDF has no extractable text (scanned images?)")
+        reason = "; ".join(notes) if notes else "PDF has no extractable text (scanned images?)"
+        raise NoTextLayer(reason, unread)
     rebuilt = rebuild(texts)
     bounds = [*rebuilt.page_starts, len(rebuilt.text)]
-    pages = tuple(Page(n, bounds[n - 1], bounds[n]) for n in range(1, len(texts) + 1))
-    empty = [n for n, t in enumerate(texts, start=1) if not t.strip()]
+    pages = tuple(Page(n, bounds[n - 1], bounds[n], ocr=n in read) for n in range(1, len(texts) + 1))
     # Word processors write the source file's name as the title ("Table of Contents_updated.pdf").
     if _FILE_NAME.search(meta_title) or not re.search(r"[A-Za-z]{3}", meta_title):
         meta_title = ""
-    return rebuilt.text, pages, meta_title, meta_date, empty
+    return rebuilt.text, pages, meta_title, meta_date, empty, notes, unread
 
 
 _TOC_ENTRY = re.compile(r"(\.\s?){4,}\s*[0-9ivxlc]+\s*$", re.I)
@@ -324,8 +350,9 @@ def _pdf_title(text: str) -> str:
     return title[:200]
 
 
-def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
-    """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why."""
+def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | Skipped]:
+    """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why;
+    ``ocr`` reads PDF pages without a text layer (None: they are skipped with a warning)."""
     root = Path(root)
     real_root = root.resolve()
     sidecar = dates.read_sidecar(root)
@@ -362,7 +389,7 @@ def walk_corpus(root: Path) -> Iterator[Loaded | Skipped]:
         yield Skipped(path.relative_to(root).as_posix(), "symlink loop (the link points back to itself)")
     chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES])
     for path in files:
-        item = _load_one(root, path, sidecar, chrome.get(path, frozenset()))
+        item = _load_one(root, path, sidecar, chrome.get(path, frozenset()), ocr)
         title = titles.get(path.relative_to(root).as_posix()) if isinstance(item, Loaded) else None
         yield replace(item, document=replace(item.document, title=title)) if title else item
 
@@ -392,12 +419,14 @@ def _repeated_lines(pages: list[Path]) -> dict[Path, frozenset[str]]:
 
 
 def _load_one(root: Path, path: Path, sidecar: dict[str, str] | None = None,
-              repeated: frozenset[str] = frozenset()) -> Loaded | Skipped:
+              repeated: frozenset[str] = frozenset(), ocr: OcrOptions | None = None) -> Loaded | Skipped:
     doc_id = path.relative_to(root).as_posix()
     if path.suffix.lower() not in SUPPORTED:
         return Skipped(doc_id, f"unsupported file type {path.suffix or '(none)'}")
     try:
-        return load_file(path, doc_id, (sidecar or {}).get(doc_id), repeated)
+        return load_file(path, doc_id, (sidecar or {}).get(doc_id), repeated, ocr)
+    except NoTextLayer as exc:
+        return Skipped(doc_id, str(exc), exc.unread_scans)
     except UnreadableDocumentError as exc:
         return Skipped(doc_id, str(exc))
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from .chunking import chunk_document
 from .embedding import Embedder, embed_all, embed_all_with_sums, load_embedder, tiktoken_counter
 from .index import Index, Manifest, SentenceTable
 from .loaders import Skipped, walk_corpus
+from .ocr import INSTALL_HINT, OcrOptions
 from .sentences import document_sentences
 
 
@@ -52,7 +53,7 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
     for folder in corpus_dirs:
         if not folder.is_dir():
             raise CorpusError(f"corpus folder {folder} not found; the index was left as it was")
-    documents, report = _collect(corpus_dirs)
+    documents, report = _collect(corpus_dirs, ocr_options(settings))
     if not documents:
         # Most likely a wrong path or a failed copy: replacing a working index
         # with an empty one would lose everything members can ask about.
@@ -62,10 +63,19 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
     return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs)
 
 
-def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]:
+def ocr_options(settings: Settings) -> OcrOptions | None:
+    """How this ingest reads scanned PDF pages; None when RAG_OCR is off."""
+    if not settings.ocr:
+        return None
+    return OcrOptions(settings.data_dir / "ocr-cache", settings.ocr_max_pages, settings.ocr_timeout_s)
+
+
+def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None) -> tuple[list[Document], IngestReport]:
     report, docs = IngestReport(), {}
+    unread = 0  # scanned pages left unread because tesseract is missing: one line says how to read them
     for root in corpus_dirs:
-        for item in walk_corpus(Path(root)):
+        for item in walk_corpus(Path(root), ocr):
+            unread += item.unread_scans
             if isinstance(item, Skipped):
                 report.skipped.append(item)
                 continue
@@ -81,6 +91,8 @@ def _collect(corpus_dirs: Iterable[Path]) -> tuple[list[Document], IngestReport]
             docs[doc.doc_id] = doc
             if item.note:
                 report.notes.append((doc.doc_id, item.note))
+    if unread:
+        report.notes.append(("OCR", f"{unread} scanned page{'s' if unread > 1 else ''} left unread: {INSTALL_HINT}"))
     return list(docs.values()), report
 
 
@@ -133,7 +145,9 @@ def _plan(documents, reusable, report, previous) -> set[str]:
     reuse = reusable.manifest.documents if reusable else {}
     todo = set()
     for doc in documents:
-        if reuse.get(doc.doc_id) == doc.content_hash:
+        # The same bytes can read as other text (OCR installed or turned off since, a page that
+        # timed out): reused chunks must still be spans of this text.
+        if reuse.get(doc.doc_id) == doc.content_hash and reusable.documents[doc.doc_id].text == doc.text:
             report.unchanged.append(doc.doc_id)
             continue
         todo.add(doc.doc_id)
@@ -273,8 +287,9 @@ def _chunking_settings(settings: Settings) -> dict:
 
 
 # Bump when loaders/chunking change the text, headings or chunks of an unchanged file:
-# 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates; 3 = PDF text from PDFium.
-TEXT_VERSION = 3
+# 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates; 3 = PDF text from PDFium;
+# 4 = scanned PDF pages read by OCR, Word .docx.
+TEXT_VERSION = 4
 
 
 def _installed(package: str) -> bool:

@@ -92,6 +92,7 @@ def sources_markdown(citations: tuple[Citation, ...], heading: str) -> str:
     for c in citations:
         page = f", page {c.page}" if c.page else ""
         pdf = f" · [PDF{page}]({url})" if (url := file_url(c)) else ""
+        page += ", scanned page" if c.ocr else ""  # read by OCR: a word may be misread
         quote = c.quote if c.quote[:1] in "“\"‘'" else f"“{c.quote}”"  # some quotes bring their own
         where = ", ".join(p for p in (c.section, display(c.date)) if p)
         page += f" ({md_escape(where)})" if where else ""
