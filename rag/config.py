@@ -39,6 +39,9 @@ def offline_environment() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tesseract's OpenMP threads fight over a small machine's cores: one thread per page read
+    # 4x faster on 2 busy cores (docs/ocr.md); pytesseract passes the environment to tesseract.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
 def gradio_cache_dir(settings: "Settings") -> Path:

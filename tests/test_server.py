@@ -22,7 +22,7 @@ from tests.pdfs import text_pdf
 UNION = "https://union.example.org"
 KEYS = {"question", "answer", "refused", "kind", "citations", "pieces", "retrieved", "related", "notice", "contact", "latency_ms", "mode", "dropped", "corrected",
         "answer_id"}
-CITATION_KEYS = {"n", "doc_id", "title", "page", "chunk_id", "quote", "start", "end", "section", "date", "also"}
+CITATION_KEYS = {"n", "doc_id", "title", "page", "chunk_id", "quote", "start", "end", "section", "date", "ocr", "also"}
 APPOINTMENTS = "How many therapy appointments did Kaiser cancel during the 2022 strike?"
 
 

@@ -78,9 +78,7 @@ def tesseract(image, languages: str, timeout_s: float) -> tuple[str, float]:
     """One page image read by tesseract: its text and the mean confidence of its words."""
     import pytesseract
 
-    # tesseract's OpenMP threads fight over a small machine's cores: one thread per page
-    # read 4x faster on 2 busy cores (docs/ocr.md). pytesseract passes os.environ to tesseract.
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    # tesseract runs with one OpenMP thread (config.offline_environment sets OMP_THREAD_LIMIT).
     # --psm 4 (one column of lines): the default (3) made a column of a contract's section numbers
     # ("11.2.7.1") apart from their paragraphs; same speed (docs/ocr.md).
     tsv = pytesseract.image_to_data(image, lang=languages, config=f"--psm {PSM}", timeout=timeout_s)

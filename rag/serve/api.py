@@ -73,6 +73,7 @@ class CitationIn(BaseModel):
     end: StrictInt = Field(ge=0)
     section: Text = Field("", max_length=fb.MAX_NAME_CHARS)
     date: Text | None = Field(None, max_length=20)
+    ocr: StrictBool = False  # the quoted page was read by OCR
 
 
 class RatingRequest(BaseModel):

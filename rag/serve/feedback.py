@@ -38,7 +38,7 @@ MAX_NAME_CHARS = 300  # doc ids, titles, chunk ids
 # stored text is printed to a terminal by `rag feedback`. Newlines and tabs stay.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
-                    "start": int, "end": int, "section": str, "date": str}
+                    "start": int, "end": int, "section": str, "date": str, "ocr": bool}
 _NOT_KEPT = "(not stored: {kind} message)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ratings (
@@ -241,6 +241,8 @@ def clean_citations(citations: object) -> list[dict]:
             value = c.get(key)
             if key in ("page", "date") and key in c and value is None:  # not a PDF; no known date
                 row[key] = None
+            elif kind is bool and isinstance(value, bool):
+                row[key] = value
             elif kind is int and isinstance(value, int) and not isinstance(value, bool):
                 row[key] = value
             elif kind is str and isinstance(value, str):
