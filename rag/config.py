@@ -10,6 +10,7 @@ directory. A relative path given for one of them is taken relative to ``home``.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -39,9 +40,22 @@ def offline_environment() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # tesseract's OpenMP threads fight over a small machine's cores: one thread per page read
-    # 4x faster on 2 busy cores (docs/ocr.md); pytesseract passes the environment to tesseract.
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+@contextmanager
+def single_threaded_children():
+    """While open, a child process started (tesseract, through pytesseract, which passes it our
+    environment) runs one OpenMP thread: its threads fight over a small machine's cores, and one
+    thread per page read 4x faster on 2 busy cores (docs/ocr.md). Not set for the whole process:
+    torch and FAISS use OpenMP too. A user's own OMP_THREAD_LIMIT wins."""
+    if "OMP_THREAD_LIMIT" in os.environ:
+        yield
+        return
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_THREAD_LIMIT", None)
 
 
 def gradio_cache_dir(settings: "Settings") -> Path:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import single_threaded_children
+
 LANGUAGES = ("eng", "spa")
 PSM = 4  # tesseract's page segmentation: one column of text lines of any size
 DPI = 300  # tesseract's own advice for body text; 200 dpi was 15% faster and no better (docs/ocr.md)
@@ -78,10 +80,10 @@ def tesseract(image, languages: str, timeout_s: float) -> tuple[str, float]:
     """One page image read by tesseract: its text and the mean confidence of its words."""
     import pytesseract
 
-    # tesseract runs with one OpenMP thread (config.offline_environment sets OMP_THREAD_LIMIT).
     # --psm 4 (one column of lines): the default (3) made a column of a contract's section numbers
     # ("11.2.7.1") apart from their paragraphs; same speed (docs/ocr.md).
-    tsv = pytesseract.image_to_data(image, lang=languages, config=f"--psm {PSM}", timeout=timeout_s)
+    with single_threaded_children():
+        tsv = pytesseract.image_to_data(image, lang=languages, config=f"--psm {PSM}", timeout=timeout_s)
     return _text_and_confidence(tsv)
 
 
