@@ -70,7 +70,7 @@ class Pipeline:
         self.embedder = embedder or load_embedder(settings.model, settings.precision)
         if reader is None and settings.reader_model != "none":
             reader = load_reader(settings.reader_model)
-        if isinstance(reader, QuestionTower) and reader.base_model != settings.model:
+        if reader is not None and reader.base_model != settings.model:
             raise ReaderNotFoundError(
                 f"the reader at {reader.path} was trained against sentence vectors of {reader.base_model!r}, "
                 f"but this index uses {settings.model!r}; retrain it with `rag train-reader` or set RAG_READER_MODEL=none")

@@ -12,13 +12,18 @@ def text_pdf(path: Path, pages: list[str], title: str | None = None) -> Path:
     if title:
         c.setTitle(title)
     for text in pages:
-        y = 720
-        for line in text.split("\n"):
-            c.drawString(72, y, line)
-            y -= 16
+        _draw_lines(c, text)
         c.showPage()
     c.save()
     return path
+
+
+def _draw_lines(c, text: str) -> None:
+    """A text page as a word processor draws it: one line of text per line, 16 points apart."""
+    y = 720
+    for line in text.split("\n"):
+        c.drawString(72, y, line)
+        y -= 16
 
 
 def encrypted_pdf(path: Path, password: str = "secret", algorithm: str = "RC4-128") -> Path:
@@ -73,10 +78,7 @@ def scanned_pdf(path: Path, pages: list[str], scanned: set[int], font: str | Non
                 draw.text((300, 300 + 60 * i), line, fill=0, font=face)
             c.drawImage(ImageReader(image), 0, 0, *letter)
         else:
-            y = 720
-            for line in text.split("\n"):
-                c.drawString(72, y, line)
-                y -= 16
+            _draw_lines(c, text)
         c.showPage()
     c.save()
     return path

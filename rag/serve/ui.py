@@ -163,19 +163,16 @@ class ChatTurn:
     pipeline's follow-ups, its Markdown for display, and for an answer what a vote must store."""
 
     role: str  # "user" | "assistant"
-    content: str  # plain text; "" for a notice
+    # Plain text; "" for a notice, a message from the app (an error to act on), which is never
+    # rated (no ``answered``) and never part of the history (no text).
+    content: str
     display: str  # escaped Markdown
     answered: Answered | None = None  # set on answers only: what a like or dislike refers to
 
-    @property
-    def notice(self) -> bool:
-        """A message from the app (an error to act on): never rated, never part of the history."""
-        return self.role == "assistant" and self.answered is None and not self.content
-
 
 def plain_history(turns: list[ChatTurn]) -> tuple[Turn, ...]:
-    """The conversation as the pipeline reads it: plain text, no notices."""
-    return tuple(Turn(t.role, t.content) for t in turns if t.content and not t.notice)
+    """The conversation as the pipeline reads it: plain text, no notices (they have none)."""
+    return tuple(Turn(t.role, t.content) for t in turns if t.content)
 
 
 def _chat(turns: list[ChatTurn]) -> list[dict]:
