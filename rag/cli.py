@@ -1,4 +1,4 @@
-"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback, train-reader, train-crisis."""
+"""The `rag` command: ingest, ask, eval, bench-retrieval, bench-scale, serve, feedback, train-reader, train-crisis, staff."""
 from __future__ import annotations
 
 import argparse
@@ -135,13 +135,25 @@ def _parser() -> argparse.ArgumentParser:
     fb.add_argument("--limit", type=int, default=20)
     fb.add_argument("--json", action="store_true")
     fb.set_defaults(run=_feedback)
+
+    staff = sub.add_parser("staff", help="staff accounts for the console at /admin: add, list, remove")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    add = staff_sub.add_parser("add", help="add an account (asks for its password twice)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input (scripts)")
+    add.set_defaults(run=_staff_add)
+    staff_sub.add_parser("list", help="list the accounts").set_defaults(run=_staff_list)
+    rm = staff_sub.add_parser("remove", help="remove an account and end its sessions")
+    rm.add_argument("name")
+    rm.set_defaults(run=_staff_remove)
     return p
 
 
 def _ingest(args, settings: Settings) -> int:
     from .ingest.run import ingest
 
-    folders = args.corpus or [settings.corpus_dir]
+    # The console's documents (data/documents) are indexed beside the corpus, as the console does.
+    folders = args.corpus or settings.corpus_dirs()
     report = ingest(folders, settings)
     for item in report.skipped:
         print(f"warning: skipped {item.path}: {item.reason}", file=sys.stderr)
@@ -257,6 +269,44 @@ def _feedback(args, settings: Settings) -> int:
     from .serve.feedback import print_report
 
     print_report(settings, limit=args.limit, as_json=args.json)
+    return 0
+
+
+def _staff_add(args, settings: Settings) -> int:
+    import getpass
+
+    from .errors import StaffError
+    from .serve.admin.accounts import check_name, check_password, open_staff
+
+    check_name(args.name)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("the same password again: ") != password:
+            raise StaffError("the two passwords differ; nothing was changed")
+    check_password(password)
+    open_staff(settings).add(args.name, password)
+    print(f"added staff account {args.name}; sign in at /admin")
+    return 0
+
+
+def _staff_list(args, settings: Settings) -> int:
+    from .serve.admin.accounts import open_staff
+
+    rows = open_staff(settings).names()
+    for name, created in rows:
+        print(f"{name}\tadded {created}")
+    if not rows:
+        print("no staff accounts; add one with `rag staff add NAME`", file=sys.stderr)
+    return 0
+
+
+def _staff_remove(args, settings: Settings) -> int:
+    from .serve.admin.accounts import open_staff
+
+    open_staff(settings).remove(args.name)
+    print(f"removed staff account {args.name}")
     return 0
 
 

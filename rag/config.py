@@ -146,6 +146,10 @@ class Settings:
     # page writes its own root URL into the page; when set, it is this, never a request's Host
     # header, and requests for other hosts are refused. Set it whenever the app is public.
     public_url: str = ""
+    # The staff console (/admin): an upload's size in MB (the whole request, all its files) and a
+    # PDF's pages; a PDF bomb of thousands of pages is refused before ingest opens it.
+    max_upload_mb: int = 50
+    max_upload_pages: int = 2000
     # Open connections per server process; past it, new ones get 503 at once.
     max_connections: int = 1000
     # Days a stored unanswered question or rating is kept (RAG_RETENTION_DAYS); 0 keeps none.
@@ -192,6 +196,9 @@ class Settings:
             raise ValueError("RAG_NOT_FOUND_TEXT must not be empty")
         if self.max_connections < 1:
             raise ValueError(f"RAG_MAX_CONNECTIONS must be >= 1, got {self.max_connections}")
+        if self.max_upload_mb < 1 or self.max_upload_pages < 1:
+            raise ValueError(f"RAG_MAX_UPLOAD_MB and RAG_MAX_UPLOAD_PAGES must be >= 1, "
+                             f"got {self.max_upload_mb} and {self.max_upload_pages}")
         if self.retention_days < 0:
             raise ValueError(f"RAG_RETENTION_DAYS must be >= 0, got {self.retention_days}")
         for name in ("top_k", "candidates", "max_question_chars", "chunk_tokens", "batch_size"):
@@ -217,6 +224,20 @@ class Settings:
     def path(self, relative: str | Path) -> Path:
         """A path relative to ``home`` (absolute paths are kept as they are)."""
         return self.home / Path(relative).expanduser()
+
+    @property
+    def documents_dir(self) -> Path:
+        """Documents staff upload or post in the console: indexed beside the corpus folder."""
+        return self.data_dir / "documents"
+
+    @property
+    def trash_dir(self) -> Path:
+        """Documents removed in the console, kept to be restored (never indexed)."""
+        return self.data_dir / "trash"
+
+    def corpus_dirs(self) -> list[Path]:
+        """What `rag ingest` indexes with no folder named: the corpus, and the console's documents."""
+        return [self.corpus_dir] + ([self.documents_dir] if self.documents_dir.is_dir() else [])
 
     def contact(self) -> "Contact | None":
         """The configured contact, checked: it is shown as a link on every page."""

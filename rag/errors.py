@@ -59,3 +59,11 @@ class GenerationError(RagError):
 
 class ReaderNotFoundError(RagError):
     """The trained reader model is missing or not a reader this code can load."""
+
+
+class StaffError(RagError):
+    """A staff account that cannot be added, found or signed in as (the CLI and the console say why)."""
+
+
+class UploadError(RagError):
+    """A file, update or edit the staff console refuses: says what is wrong and what to do."""

@@ -10,7 +10,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UnreadableDocumentError
@@ -19,6 +19,7 @@ from . import dates, ocr
 from .ocr import OcrOptions, page_ranges
 from .pdftext import page_texts, rebuild
 from .structure import html_headings, text_headings
+from .titles import read_titles
 from .word import read_docx
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}  # .mdx: Markdown with JSX components (dropped)
@@ -355,6 +356,7 @@ def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | 
     root = Path(root)
     real_root = root.resolve()
     sidecar = dates.read_sidecar(root)
+    titles = read_titles(root)
     seen_dirs: set[tuple[int, int]] = set()
     files: list[Path] = []
     outside: list[Path] = []
@@ -387,7 +389,9 @@ def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | 
         yield Skipped(path.relative_to(root).as_posix(), "symlink loop (the link points back to itself)")
     chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES])
     for path in files:
-        yield _load_one(root, path, sidecar, chrome.get(path, frozenset()), ocr)
+        item = _load_one(root, path, sidecar, chrome.get(path, frozenset()), ocr)
+        title = titles.get(path.relative_to(root).as_posix()) if isinstance(item, Loaded) else None
+        yield replace(item, document=replace(item.document, title=title)) if title else item
 
 
 REPEATED_PAGES = 5  # a line on this many pages of a folder is site chrome there (kept on its first page)

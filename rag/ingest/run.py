@@ -110,7 +110,8 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
         chunking = _chunking_settings(settings)
         reusable = previous if previous and previous.manifest.chunking == chunking else None
         plan = _plan(documents, reusable, report, previous)
-        if reusable and not plan and not report.removed and reusable.manifest.corpus_roots == roots:
+        if (reusable and not plan and not report.removed and reusable.manifest.corpus_roots == roots
+                and _same_labels(reusable, documents)):
             # nothing changed: keep the live build
             report.chunks, report.version = len(reusable.chunks), reusable.version
             report.seconds = time.perf_counter() - started
@@ -123,6 +124,12 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _same_labels(index: Index, documents: list[Document]) -> bool:
+    """Whether every document keeps its title and date: a sidecar edit changes them, not the file."""
+    return all((old := index.documents.get(d.doc_id)) is not None
+               and (old.title, old.date, old.date_source) == (d.title, d.date, d.date_source) for d in documents)
 
 
 def _previous(settings: Settings) -> Index | None:
@@ -176,7 +183,8 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
             sentence_parts.append(np.zeros((len(doc_spans), dim), np.float16))
         else:
             rows = reusable.chunks_of(doc.doc_id)
-            chunks.extend(reusable.chunks[i] for i in rows)
+            # A title edited in the sidecar reaches the reused chunks too (citations show it).
+            chunks.extend(replace(reusable.chunks[i], title=doc.title) for i in rows)
             vector_parts.append(np.asarray(reusable.chunk_vectors[rows], np.float16))
             old = reusable.sentences
             per_chunk_old = [old.ids[old.offsets[r]:old.offsets[r + 1]] for r in rows]

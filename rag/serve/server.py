@@ -6,6 +6,7 @@
     /api/feedback, /healthz, /openapi.json (no /docs: Swagger's page loads code from CDNs)
     /widget.js   the one-tag embed; /widget is the page it frames
     /source/{doc_id}?start=&end=   a cited passage in its document; /files/{doc_id} the PDF
+    /admin/...   the staff console, behind a sign-in (serve/admin/)
 """
 from __future__ import annotations
 
@@ -23,11 +24,15 @@ from ..config import Settings, export_environment, gradio_cache_dir, offline_env
 from ..errors import IndexNotFoundError
 from ..ingest import index as index_store
 from ..pipeline import Pipeline
+from .admin.accounts import open_staff
+from .admin.limits import UploadBodyLimit
+from .admin.reindex import Reindexer
+from .admin.routes import UPLOAD_PATH, admin_app, admin_router
 from .api import add_error_handlers, api_router
 from .desk import Desk
 from .feedback import open_store
 from .gate import ForwardedHeaders, GradioGate
-from .middleware import BodyLimit, SecurityHeaders
+from .middleware import SecurityHeaders
 from .ratelimit import open_limiter
 from .streaming import stream_router
 from .web import STATIC_DIR, web_router
@@ -47,6 +52,7 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     origins = allowed_origins(settings)
     pipeline = pipeline or Pipeline(settings)
     desk = Desk(pipeline, open_store(settings), open_limiter(settings.rate_limit_per_minute, settings.data_dir))
+    console = admin_app(settings, pipeline, open_staff(settings), desk.store, Reindexer(settings))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -59,17 +65,20 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST"],
                        allow_headers=["Content-Type"], max_age=600)
     add_error_handlers(app)
-    routers = (api_router(desk), stream_router(desk), web_router(settings, pipeline))
+    routers = (api_router(desk), stream_router(desk), web_router(settings, pipeline), admin_router())
     for router in routers:
         app.include_router(router)
     app.mount("/qa-static", StaticFiles(directory=STATIC_DIR), name="qa-static")
+    app.mount("/admin", console, name="admin")
     own = [route.path_regex for router in routers for route in router.routes]
-    own += [route.path_regex for route in app.routes if getattr(route, "path", None) in ("/openapi.json", "/qa-static")]
+    own += [route.path_regex for route in app.routes
+            if getattr(route, "path", None) in ("/openapi.json", "/qa-static", "/admin")]
     # Added last = runs first: forwarding headers are judged on the socket's peer, every
     # response gets the security headers, then the body's size and the route allow-list
     # (gate.py) are checked before anything reads a body.
     app.add_middleware(GradioGate, own=own, title=app.title, hosts=allowed_hosts(settings))
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(UploadBodyLimit, max_bytes=settings.max_request_bytes, upload_path=UPLOAD_PATH,
+                       upload_bytes=settings.max_upload_mb * 2**20)
     app.add_middleware(SecurityHeaders)  # only /widget, which sets its own CSP, may be framed by others
     app.add_middleware(ForwardedHeaders, trusted=settings.trusted_proxies)
     blocks = build_ui(desk)
