@@ -22,10 +22,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import Settings, offline_environment, shared_dir
+from ..config import Settings, child_environment, offline_environment, shared_dir
 from ..ingest.run import ingest
 from ..pipeline import Pipeline
-from ..serve.admin.reindex import NICE, Reindexer, settings_environment
+from ..serve.admin.reindex import NICE, Reindexer
 
 
 def _questions(settings: Settings) -> list[str]:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_row(f"during a console re-index (nice {NICE}, 1 thread)", times, time.monotonic() - started))
 
     # The old way: `rag ingest` in a shell beside the server, normal priority, every core.
-    env = settings_environment(replace(settings, index_dir=base / "rebuild-shell"))
+    env = child_environment(replace(settings, index_dir=base / "rebuild-shell"))
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", str(args.corpus)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
