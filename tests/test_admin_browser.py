@@ -99,7 +99,9 @@ def test_the_whole_console_flow_in_a_browser(page, server, requests_seen, tmp_pa
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.click("text=Documents")
-    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth + 1")
+    wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.table'))
+        .filter(e => e.getBoundingClientRect().right > innerWidth + 1).map(e => e.tagName + '.' + e.className)""")
+    assert not wide and page.evaluate("document.documentElement.scrollWidth <= innerWidth + 1"), wide
     shot(page, "documents-phone")
     page.click("button:has-text('Sign out')")
     assert page.url.endswith("/admin/sign-in")
