@@ -4,7 +4,6 @@ document and see the chat stop citing it, see an unanswered question grouped wit
 Screenshots of each page go to docs/admin-*.png."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
