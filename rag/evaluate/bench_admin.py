@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -58,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     offline_environment()
     base = Path(tempfile.mkdtemp(prefix="bench-admin-"))
+    try:
+        return _run(args, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(args, base: Path) -> int:
     settings = replace(Settings.from_env(), corpus_dir=args.corpus, index_dir=base / "index", data_dir=base / "data")
     print(f"indexing {args.corpus} ...", file=sys.stderr)
     ingest([args.corpus], settings, progress=False)
