@@ -279,6 +279,19 @@ def export_environment(settings: Settings) -> None:
         os.environ[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with settings as RAG_* variables: for a child process (the
+    console's re-index) whose Settings.from_env() must be these settings."""
+    env = dict(os.environ)
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is None:
+            env.pop(f"RAG_{f.name.upper()}", None)
+        else:
+            env[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
+    return env
+
+
 def _parse(name: str, raw: str, default):
     if default is None:  # optional numbers (min_answer_score)
         default = 0.0

@@ -17,10 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ...config import Settings
+from ...config import Settings, child_environment
 
 NICE = 10
 _PERCENT = re.compile(r"(\d{1,3})%\|")
@@ -41,18 +41,6 @@ class Status:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """The process environment with these settings as RAG_* variables (the worker's from_env reads them)."""
-    env = dict(os.environ)
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if value is None:
-            env.pop(f"RAG_{f.name.upper()}", None)
-        else:
-            env[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
-    return env
 
 
 class Reindexer:
@@ -92,7 +80,7 @@ class Reindexer:
 
     def _start(self, roots: list[Path], who: str) -> None:
         command = [sys.executable, "-m", "rag.serve.admin.reindex", *map(str, roots)]
-        env = {**settings_environment(self.settings), "OMP_NUM_THREADS": "1"}  # FAISS's threads too
+        env = {**child_environment(self.settings), "OMP_NUM_THREADS": "1"}  # FAISS's threads too
         self._process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._next = None

@@ -325,12 +325,12 @@ def document_rows(settings: Settings, pipeline: Pipeline, status) -> list[dict]:
                      "pages": len(doc.pages), "chunks": len(index.chunks_of(doc.doc_id)),
                      "indexed": index.manifest.built_at, "warnings": notes.get(doc.doc_id, []), "waiting": False})
     for skipped, reason in status.skipped:
-        notes.setdefault(skipped, []).append(reason)
+        notes.setdefault(skipped, []).append(f"not indexed: {reason}")
     if settings.documents_dir.is_dir():
         for path in sorted(settings.documents_dir.rglob("*")):
             if path.is_file() and not path.name.startswith(".") and path.resolve() not in indexed:
                 name = path.relative_to(settings.documents_dir).as_posix()
+                warnings = notes.get(name, []) or notes.get(f"documents/{name}", [])
                 rows.append({"doc_id": name, "title": name, "date": "", "date_source": "", "folder": "console",
-                             "pages": 0, "chunks": 0, "indexed": "", "waiting": True,
-                             "warnings": notes.get(name, []) or notes.get(str(path), [])})
+                             "pages": 0, "chunks": 0, "indexed": "", "waiting": not warnings, "warnings": warnings})
     return sorted(rows, key=lambda r: (r["waiting"], r["date"]), reverse=True)  # waiting first, then newest
