@@ -10,14 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import replace
 
 import httpx
 import pytest
 
 from rag.config import Settings
+from rag.serve.admin.library import MAX_DOCX_UNZIPPED
 from tests.conftest import CORPUS, ROOT, LiveServer
 from tests.pdfs import imageonly_pdf, text_pdf
+from tests.test_docx import bulletin
 
 PASSWORD = "correct horse battery"
 SAVE_DATE = "When is the Oakridge hall picket rally?"
@@ -234,10 +237,34 @@ def test_files_are_checked_by_content_not_name(server, settings, tmp_path):
     assert "tool.txt: this is a program" in page
     assert "bomb.pdf: 6 pages is more than the 5 allowed" in page
     assert "broken.pdf: the PDF cannot be read" in page
-    assert "notes.exe: only PDF, HTML, Markdown" in page
+    assert "notes.exe: only PDF, Word (.docx), HTML, Markdown" in page
     after = sorted(p.name for p in settings.documents_dir.glob("*")) if settings.documents_dir.exists() else []
     assert after == before  # nothing refused was kept
     assert not [p for p in (settings.data_dir / "incoming").iterdir()]
+
+
+def test_word_files_are_added_and_zips_posing_as_word_refused(server, settings, tmp_path):
+    c = signed_in(server)
+    good = bulletin(tmp_path / "bulletin.docx")
+    fake = tmp_path / "minutes.docx"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("photos/picket.jpg", b"\xff\xd8\xff not really")
+    bomb = tmp_path / "bomb.docx"  # a few hundred KB that would unzip past the limit
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", b"<w:document/>")
+        with z.open("word/media/filler.bin", "w") as part:
+            for _ in range(MAX_DOCX_UNZIPPED // 2**20 + 1):
+                part.write(bytes(2**20))
+    page = upload(c, ("bulletin.docx", good.read_bytes()), ("minutes.docx", fake.read_bytes()),
+                  ("bomb.docx", bomb.read_bytes()), ("letter.docx", b"plain text named as Word"))
+    assert "Added bulletin.docx." in page
+    assert "minutes.docx: this is a zip archive, not a Word document" in page
+    assert "bomb.docx: the Word file would unzip to more than" in page
+    assert "letter.docx: the name says Word but the content is text" in page
+    assert sorted(p.name for p in settings.documents_dir.glob("*.docx")) == ["bulletin.docx"]
+    wait_reindexed(c)
+    answer = ask(c, "How much is strike pay a week from the second week?")
+    assert "$500" in answer["answer"] and answer["citations"][0]["doc_id"].endswith("bulletin.docx")
 
 
 def test_file_names_are_made_safe(server, settings):
@@ -332,7 +359,8 @@ def test_upload_post_edit_remove_restore_reach_the_chat(server, settings, tmp_pa
     wait_reindexed(c)
     page = c.get("/admin/documents").text
     assert "Oakridge Rally Notice" in page and "Bargaining update: tentative agreement" in page
-    assert "not indexed: PDF has no extractable text (scanned images?)" in page  # the scanned PDF's warning
+    # The scanned PDF's warning: "no text layer" without OCR, "without a text layer is blank" with it.
+    assert re.search(r"not indexed: [^<]*text layer", page), page
     answer = ask(c, SAVE_DATE)
     assert "Thursday at 6 pm" in answer["answer"] and answer["citations"][0]["doc_id"].endswith("Rally-Notice.pdf")
     update = ask(c, "When does the ratification vote open?")

@@ -1,9 +1,11 @@
 """The staff console in a real browser (Debian's Chromium, as tests/test_browser.py drives it): sign in,
 upload a PDF, post an update, see both answered in the chat with their date, edit a date, remove a
 document and see the chat stop citing it, see an unanswered question grouped with its count, sign out.
-Screenshots of each page go to docs/admin-*.png."""
+Screenshots of each page go to a temporary folder, or to docs/admin-*.png with
+SCREENSHOTS=docs (how the ones in docs/ were made), so a test run leaves the checkout as it was."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,13 @@ RALLY = "When does the picket rally at the Oakridge hall start?"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian Chromium not found at {CHROMIUM}")
 
 
-def shot(page, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / f"admin-{name}.png"), full_page=True)
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    return DOCS if os.environ.get("SCREENSHOTS") == "docs" else tmp_path
+
+
+def shot(page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"admin-{name}.png"), full_page=True)
 
 
 def wait_up_to_date(page) -> None:
@@ -30,10 +36,10 @@ def wait_up_to_date(page) -> None:
     page.wait_for_timeout(1200)  # the pipeline looks for a new build once a second
 
 
-def test_the_whole_console_flow_in_a_browser(page, server, requests_seen, tmp_path):  # noqa: F811
+def test_the_whole_console_flow_in_a_browser(page, server, requests_seen, shots, tmp_path):  # noqa: F811
     page.goto(server.url + "/admin")
     assert page.url.endswith("/admin/sign-in")
-    shot(page, "sign-in")
+    shot(page, shots, "sign-in")
     page.fill("input[name=name]", "alice")
     page.fill("input[name=password]", "not the password")
     page.click("button[type=submit]")
@@ -57,7 +63,7 @@ def test_the_whole_console_flow_in_a_browser(page, server, requests_seen, tmp_pa
     wait_up_to_date(page)
     table = page.inner_text("#documents")
     assert "Oakridge Rally Notice" in table and "Strike update: picket schedule" in table and "Sep 14, 2026" in table
-    shot(page, "documents")
+    shot(page, shots, "documents")
 
     chat = page.context.new_page()
     open_chat(chat, server.url)
@@ -90,18 +96,18 @@ def test_the_whole_console_flow_in_a_browser(page, server, requests_seen, tmp_pa
     page.click("text=What members ask")
     row = page.locator("#questions tr", has_text="vision plan")
     assert row.count() == 1 and row.locator(".count").inner_text() == "2"
-    shot(page, "questions")
+    shot(page, shots, "questions")
     page.click("text=Audit log")
     log = page.inner_text("#audit")
     assert all(w in log for w in ("upload", "post", "edit", "remove", "re-index"))
-    shot(page, "audit")
+    shot(page, shots, "audit")
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.click("text=Documents")
     wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.table'))
         .filter(e => e.getBoundingClientRect().right > innerWidth + 1).map(e => e.tagName + '.' + e.className)""")
     assert not wide and page.evaluate("document.documentElement.scrollWidth <= innerWidth + 1"), wide
-    shot(page, "documents-phone")
+    shot(page, shots, "documents-phone")
     page.click("button:has-text('Sign out')")
     assert page.url.endswith("/admin/sign-in")
     page.goto(server.url + "/admin/documents")

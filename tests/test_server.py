@@ -1,6 +1,8 @@
 """The web server through HTTP: the JSON API, CORS and CSP, the rate limit, the source pages."""
 from __future__ import annotations
 
+import html
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -16,7 +18,8 @@ from rag.ingest.run import ingest
 from rag.pipeline import Pipeline
 from rag.serve.ratelimit import RateLimiter
 from rag.serve.server import allowed_origins, create_app
-from rag.serve.ui import answer_markdown, md_escape
+from rag.ingest.dates import display
+from rag.serve.ui import answer_markdown, documents_markdown, md_escape
 from tests.pdfs import text_pdf
 
 UNION = "https://union.example.org"
@@ -314,3 +317,34 @@ def test_a_missed_crisis_message_is_never_stored(client, settings):
     assert stored == {"What is the parking policy at the Fresno office?"}
     kept = [r for r in store.ratings(limit=1000) if "alive" in r.question or "alive" in r.answer]
     assert not kept
+
+
+def test_documents_page_lists_every_document_newest_first_with_search(client, pipeline):
+    documents = pipeline.index.documents
+    page = client.get("/documents")
+    assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
+    rows = re.findall(r'<tr><td><a href="([^"]+)">([^<]*)</a></td><td>([^<]*)</td></tr>', page.text)
+    assert len(rows) == len(documents) and f"{len(documents)} documents" in page.text
+    dated = [d for d in documents.values() if d.date]
+    newest = max(dated, key=lambda d: d.date)
+    assert rows[0][1] == html.escape(newest.title, quote=False) and rows[0][2] == display(newest.date)
+    order = [d.date for d in sorted(dated, key=lambda d: d.date, reverse=True)]
+    assert [display(x) for x in order] == [r[2] for r in rows[:len(dated)]]
+    for href, _, _ in rows:  # every link opens: a PDF as itself, anything else as its text
+        assert client.get(href).status_code == 200, href
+
+    found = client.get("/documents", params={"q": "ANOTHER kaiser"}).text
+    hits = re.findall(r"<tr><td><a [^>]+>([^<]*)</a>", found)
+    wanted = {html.escape(d.title, quote=False) for d in documents.values()
+              if all(w in f"{d.title} {d.doc_id}".lower() for w in ("another", "kaiser"))}  # title or file name
+    assert wanted and set(hits) == wanted and len(hits) < len(rows)
+    evil = client.get("/documents", params={"q": "<script>alert(1)</script>"}).text
+    assert "<script>alert" not in evil and "0 of" in evil
+
+
+def test_the_chat_shows_a_count_and_the_newest_date_not_every_title(pipeline):
+    line = documents_markdown(pipeline)
+    documents = pipeline.index.documents
+    newest = max(d.date for d in documents.values() if d.date)
+    assert f"[{len(documents)} documents](/documents)" in line and display(newest) in line
+    assert all(d.title not in line for d in documents.values())

@@ -7,6 +7,7 @@ one of the corpus folders the index was built from. Anything else is "not found"
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -52,6 +53,20 @@ def file_url(c: Citation) -> str | None:
     if not c.doc_id.lower().endswith(".pdf"):
         return None
     return f"/files/{quote(c.doc_id)}" + (f"#page={c.page}" if c.page else "")
+
+
+def document_url(doc_id: str) -> str:
+    """Where a member opens a whole document: the PDF itself, else its text on our origin (an HTML
+    page served from our origin could run its own scripts)."""
+    return f"/files/{quote(doc_id)}" if doc_id.lower().endswith(".pdf") else f"/source/{quote(doc_id)}"
+
+
+def built_when(stamp: str) -> str:
+    """An index manifest's build time for people: "06 Dec 2026, 18:40 UTC"."""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%d %b %Y, %H:%M UTC")
+    except ValueError:
+        return stamp
 
 
 def render_source(doc: Document, start: int | None, end: int | None) -> str:

@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from html import escape
 
 import gradio as gr
@@ -19,6 +18,7 @@ from ..errors import RagError
 from ..ingest.dates import display
 from ..pipeline import Pipeline
 from ..types import Answer, Citation, Contact, Fix, Kind, Piece, Turn, read_as
+from .catalog import newest_date
 from .desk import Answered, Desk, client_key
 from .sources import file_url, source_url
 
@@ -144,17 +144,12 @@ def corrected_markdown(fixes: tuple[Fix, ...]) -> str:
 
 
 def documents_markdown(pipeline: Pipeline) -> str:
-    index = pipeline.index
-    titles = sorted({d.title for d in index.documents.values()})
-    return (f"**Documents used** (index built {_when(index.manifest.built_at)}): "
-            + " · ".join(f"*{md_escape(t)}*" for t in titles))
-
-
-def _when(stamp: str) -> str:
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%d %b %Y, %H:%M UTC")
-    except ValueError:
-        return stamp
+    """A count and the newest date, not every title (hundreds would be a wall of text): the list
+    itself is a page of its own."""
+    documents = pipeline.index.documents
+    newest = newest_date(documents)
+    return (f"Answers come from [{len(documents)} document{'' if len(documents) == 1 else 's'}](/documents)"
+            + (f", the newest dated {display(newest)}" if newest else "") + ".")
 
 
 @dataclass(frozen=True)

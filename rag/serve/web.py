@@ -5,10 +5,13 @@ from pathlib import Path
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..config import Settings
+from ..ingest.dates import display
 from ..pipeline import Pipeline
-from .sources import corpus_file, render_source
+from .catalog import MAX_QUERY, listings, newest_date
+from .sources import built_when, corpus_file, render_source
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NOT_FOUND = "No such document."
@@ -24,6 +27,11 @@ def widget_csp(origins: tuple[str, ...]) -> str:
             "img-src 'self' data:; base-uri 'none'; form-action 'none'; "
             f"frame-ancestors {frame_ancestors(origins)}")
 
+
+# Titles and file names are the uploaders' words: autoescaped, shown as text.
+_templates = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+                         autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+_templates.filters["day"] = display
 
 SOURCE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
               "form-action 'none'; frame-ancestors 'self'")
@@ -58,6 +66,15 @@ def web_router(settings: Settings, pipeline: Pipeline) -> APIRouter:
             return PlainTextResponse(NOT_FOUND, status_code=404)
         return HTMLResponse(render_source(documents[doc_id], start, end),
                             headers={"Content-Security-Policy": SOURCE_CSP})
+
+    @router.get("/documents", response_class=HTMLResponse, include_in_schema=False)
+    def documents(q: str = Query("", max_length=10 * MAX_QUERY)) -> HTMLResponse:
+        index = pipeline.index
+        query = q[:MAX_QUERY].strip()
+        page = _templates.get_template("documents.html").render(
+            rows=listings(index.documents, query), total=len(index.documents), query=query,
+            newest=newest_date(index.documents), built=built_when(index.manifest.built_at))
+        return HTMLResponse(page, headers={"Content-Security-Policy": SOURCE_CSP, "Cache-Control": "no-cache"})
 
     @router.get("/files/{doc_id:path}", include_in_schema=False)
     def original(doc_id: str) -> Response:

@@ -34,12 +34,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class Kind:
-    name: str  # what staff read: "PDF", "HTML", "Markdown", "text"
+    name: str  # what staff read: "PDF", "Word", "HTML", "Markdown", "text"
     suffix: str
 
 
 PDF, HTML, MARKDOWN, TEXT = Kind("PDF", ".pdf"), Kind("HTML", ".html"), Kind("Markdown", ".md"), Kind("text", ".txt")
-_BY_SUFFIX = {".pdf": PDF, ".html": HTML, ".htm": HTML, ".md": MARKDOWN, ".markdown": MARKDOWN, ".txt": TEXT}
+WORD = Kind("Word", ".docx")
+_BY_SUFFIX = {".pdf": PDF, ".docx": WORD, ".html": HTML, ".htm": HTML, ".md": MARKDOWN, ".markdown": MARKDOWN,
+              ".txt": TEXT}
+_ZIP = b"PK\x03\x04"  # a .docx is a zip archive holding word/document.xml
+# A Word file's parts unzipped: a union's longest contract is a few MB; more is a zip bomb.
+MAX_DOCX_UNZIPPED = 200 * 2**20
+MAX_DOCX_PARTS = 5_000
 # Signatures of what a union office might send by mistake, named so the message says what it was.
 _OTHER = ((b"PK\x03\x04", "a zip archive (or a Word/Excel file, which are zips)"), (b"\x1f\x8b", "a gzip archive"),
           (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"\xd0\xcf\x11\xe0", "an old Office file"),
@@ -53,10 +59,12 @@ def sniff(head: bytes, name: str) -> Kind:
     suffix = Path(name).suffix.lower()
     claimed = _BY_SUFFIX.get(suffix)
     if claimed is None:
-        raise UploadError(f"{name}: only PDF, HTML, Markdown (.md) and text (.txt) files can be added")
+        raise UploadError(f"{name}: only PDF, Word (.docx), HTML, Markdown (.md) and text (.txt) files can be added")
     head = head.removeprefix(b"\xef\xbb\xbf")
     if b"%PDF-" in head[:1024]:  # the PDF header may follow up to 1 KB of junk
         found = PDF
+    elif claimed is WORD and head.startswith(_ZIP):
+        found = WORD  # that it is a Word file and not any zip: _check_docx
     else:
         other = next((what for magic, what in _OTHER if head.startswith(magic)), None)
         if other:
@@ -64,7 +72,7 @@ def sniff(head: bytes, name: str) -> Kind:
         if b"\x00" in head or _undecodable(head):
             raise UploadError(f"{name}: this is not a text file (binary content); nothing was added")
         found = HTML if _HTML_START.match(head) else claimed if claimed in (MARKDOWN, TEXT) else TEXT
-    if found is PDF and claimed is not PDF or claimed is PDF and found is not PDF:
+    if (found in (PDF, WORD) or claimed in (PDF, WORD)) and found is not claimed:
         raise UploadError(f"{name}: the name says {claimed.name} but the content is {found.name}; "
                           "nothing was added")
     if claimed is HTML and found is not HTML:
@@ -119,6 +127,8 @@ def add_file(settings: Settings, written: Path, name: str) -> Path:
         kind = sniff(head, name)
         if kind is PDF:
             _check_pdf(written, name, settings.max_upload_pages)
+        elif kind is WORD:
+            _check_docx(written, name)
         return _reserve(settings.documents_dir, safe_name(name, kind), written)
     finally:
         written.unlink(missing_ok=True)
@@ -143,6 +153,22 @@ def _check_pdf(path: Path, name: str, max_pages: int) -> None:
                           "(RAG_MAX_UPLOAD_PAGES); nothing was added")
     if pages == 0:
         raise UploadError(f"{name}: the PDF has no pages; nothing was added")
+
+
+def _check_docx(path: Path, name: str) -> None:
+    """Refuse a zip that is not a Word document, or one that would unzip to far more than any."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UploadError(f"{name}: the Word file cannot be read ({type(exc).__name__}); nothing was added") from None
+    if not any(p.filename == "word/document.xml" for p in parts):
+        raise UploadError(f"{name}: this is a zip archive, not a Word document; nothing was added")
+    if len(parts) > MAX_DOCX_PARTS or sum(p.file_size for p in parts) > MAX_DOCX_UNZIPPED:
+        raise UploadError(f"{name}: the Word file would unzip to more than {MAX_DOCX_UNZIPPED // 2**20} MB; "
+                          "nothing was added")
 
 
 def post_update(settings: Settings, title: str, day: str, text: str) -> Path:
