@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
-from .answer.conversation import standalone
+from .answer.conversation import previous_answer, standalone
 from .answer.crisis import CrisisDetector, CrisisHead
 from .answer.reader import QuestionTower, load_reader
 from .answer.retrieval import Retriever
@@ -151,9 +151,14 @@ class Pipeline:
         timings = {"prepare": _ms(started)}
         t = time.perf_counter()
         vector = retriever.embed_query(query)
+        # A follow-up is searched for beside the previous answer's passage, but read (ranked) as
+        # the rewritten question alone, or the previous answer would simply be chosen again.
+        near = previous_answer(history) if query != typed else ""
+        searched, searched_vector = (f"{query} {near}", retriever.embed_query(f"{query} {near}")) if near \
+            else (query, vector)
         timings["embed"] = _ms(t)
         t = time.perf_counter()
-        hits = retriever.search(query, top_k or self.settings.top_k, vector=vector)
+        hits = retriever.search(searched, top_k or self.settings.top_k, vector=searched_vector)
         hits = prefer_recent(query, hits, retriever.index.documents, self.settings.recency_boost)
         timings["retrieve"] = _ms(t)
         t = time.perf_counter()

@@ -239,3 +239,32 @@ def test_titles_headings_and_byline_lines_are_never_quoted(tmp_path, embedder):
                      "when was the strike pay update posted", "strike pay and benefits?"):
         answer = pipeline.ask(question)
         assert not {c.quote.strip().lower() for c in answer.citations} & titles, (question, answer.text)
+
+
+def test_a_follow_up_is_searched_for_beside_the_previous_answer(tmp_path, embedder):
+    """"and the next year?" shares no word with the passage that answers it; the answer the member
+    just read does, so the follow-up is searched for beside it (but never answered with it again)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "salary.md").write_text(
+        "# Article 24 Salary\n\nAll salary schedules go up 2% effective January 1, 2020. "
+        "Effective July 1, 2020, unit members receive a 3.5% increase on all schedules.\n")
+    (corpus / "calendar.md").write_text(
+        "# School calendar\n\nThe next school year starts on August 12. Next year the winter break "
+        "is two weeks long and the spring break is one week.\n")
+    (corpus / "retirees.md").write_text(
+        "# Retiree health\n\nHow much retirees pay toward health coverage rises next year, to 4% of the premium.\n")
+    (corpus / "talks.md").write_text(
+        "# How the deal was reached\n\nThe deal came after a year of talks. In the first year of bargaining "
+        "the teams met twenty times, and the next year twelve times.\n")
+    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    pipeline = Pipeline(settings, embedder=embedder)
+    history = turns([{"role": "user", "content": "what do we get in the first year of the deal"},
+                     {"role": "assistant", "content": "All salary schedules go up 2% effective January 1, 2020. [1]"}])
+    answer = pipeline.ask("and the next year?", history, top_k=1)
+    assert answer.retrieved[0].chunk.doc_id == "salary.md", answer.retrieved
+    # After a refusal there is no passage to search beside: the rewrite alone is searched.
+    refused = turns([{"role": "user", "content": "what do we get in the first year of the deal"},
+                     {"role": "assistant", "content": "The documents don't say."}])
+    assert pipeline.ask("and the next year?", refused, top_k=1).retrieved[0].chunk.doc_id != "salary.md"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.conversation import standalone
+from rag.answer.conversation import previous_answer, standalone
 from rag.types import turns
 
 
@@ -37,3 +37,19 @@ def test_a_pronoun_with_only_organisations_named_falls_back_to_the_previous_ques
     history = [{"role": "user", "content": "What is Kaiser Permanente doing?"},
                {"role": "assistant", "content": "The National Union of Healthcare Workers says..."}]
     assert standalone("What did she say?", turns(history)) == "What did she say? (What is Kaiser Permanente doing?)"
+
+
+@pytest.mark.parametrize("history, expected", [
+    # the latest answer that cites the documents, without our citation numbers and date labels
+    (MOLLY, "Molly Parsons is a psychologist at Kaiser Permanente."),
+    ([*MOLLY, {"role": "user", "content": "When?"},
+      {"role": "assistant", "content": "(Aug 18, 2026) Members vote on the agreement. [1] [2]"}],
+     "Members vote on the agreement."),
+    # a refusal, a crisis text or an error cites nothing: nothing to search beside
+    ([*MOLLY, {"role": "user", "content": "And her salary?"}, {"role": "assistant", "content": "The documents don't say."}],
+     ""),
+    ([{"role": "user", "content": "How much is strike pay?"}], ""),
+    ([], ""),
+])
+def test_previous_answer_is_the_latest_cited_answer_without_marks(history, expected):
+    assert previous_answer(turns(history)) == expected
