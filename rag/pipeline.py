@@ -17,6 +17,7 @@ from .answer.reader import QuestionTower, load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
 from .answer.names import initialisms, unknown_names
+from .answer.personal import asks_own_records
 from .answer.safety import screen, storable
 from .answer.spelling import Spelling
 from .answer.updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
@@ -167,8 +168,9 @@ class Pipeline:
         chosen = self.answerer.select(ranked)
         chosen, labels = reconcile(query, chosen, ranked, retriever.index.documents,
                                    min_score=self.answerer.min_score)
-        if unknown_names(typed, retriever.index.words, self._spelled_out(retriever.index)):
-            chosen = []  # it names another union, employer, person or place
+        if unknown_names(typed, retriever.index.words, self._spelled_out(retriever.index)) \
+                or asks_own_records(typed):
+            chosen = []  # it names another union, employer, person or place; or asks for the asker's own record
         timings["answer"] = _ms(t)
         documents = retriever.index.documents
         if not chosen:

@@ -9,7 +9,7 @@ from rag.config import Settings
 from rag.errors import IndexNotFoundError, InvalidQuestionError
 from rag.ingest.run import ingest
 from rag.pipeline import Pipeline
-from rag.types import turns
+from rag.types import Kind, turns
 
 ROOT = Path(__file__).resolve().parent.parent
 STRIKE_2022 = "kaiser-clinicians-strike-2022.txt"
@@ -268,3 +268,21 @@ def test_a_follow_up_is_searched_for_beside_the_previous_answer(tmp_path, embedd
     refused = turns([{"role": "user", "content": "what do we get in the first year of the deal"},
                      {"role": "assistant", "content": "The documents don't say."}])
     assert pipeline.ask("and the next year?", refused, top_k=1).retrieved[0].chunk.doc_id != "salary.md"
+
+
+def test_a_question_about_the_askers_own_record_is_refused_with_the_closest_passages(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "contract.md").write_text(
+        "# Article 12 Sick Leave\n\nEach full-time employee earns twelve sick days a year, credited monthly. "
+        "Unused sick days carry over to the next year, up to ninety days.\n\n"
+        "# Article 5 Dues\n\nMembers pay dues of 1.5% of base pay, deducted from each paycheck.\n")
+    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
+    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
+    pipeline = Pipeline(settings, embedder=embedder)
+    for question in ("how many sick days do I have left this year?", "how much have I paid in dues so far?"):
+        answer = pipeline.ask(question)
+        assert answer.refused and answer.kind == Kind.NOT_FOUND and answer.related, question
+    # The same topics asked of the contract are answered.
+    assert "twelve sick days" in pipeline.ask("How many sick days do we earn a year?").text
+    assert "1.5%" in pipeline.ask("How much are union dues?").text
