@@ -1,4 +1,5 @@
-"""Regenerate docs/screenshot-*.png: the chat with an answer, and the widget on a sample union page.
+"""Regenerate docs/screenshot-*.png: the chat with an answer, the widget on a sample union page, and
+the public list of documents.
 
     .venv/bin/python scripts/screenshots.py      (needs an index: `make index`)
 
@@ -55,6 +56,7 @@ def main() -> int:
             _chat(browser, bot, {"width": 1100, "height": 820}, DOCS / "screenshot-chat.png")
             _chat(browser, bot, {"width": 390, "height": 844}, DOCS / "screenshot-phone.png")
             _widget(browser, f"{site}/index.html", DOCS / "screenshot-widget.png")
+            _documents(browser, bot, DOCS / "screenshot-documents.png")
             browser.close()
     print(f"wrote {', '.join(str(p.relative_to(ROOT)) for p in sorted(DOCS.glob('screenshot-*.png')))}")
     return 0
@@ -70,6 +72,14 @@ def _chat(browser, bot: str, viewport: dict, out: Path) -> None:
     page.wait_for_timeout(800)
     page.locator("#question textarea").blur()
     page.screenshot(path=str(out))
+    page.close()
+
+
+def _documents(browser, bot: str, out: Path) -> None:
+    page = browser.new_page(viewport={"width": 900, "height": 560})
+    page.goto(f"{bot}/documents")
+    page.locator("table").wait_for()
+    page.screenshot(path=str(out), full_page=True)
     page.close()
 
 
