@@ -152,6 +152,10 @@ class Settings:
     max_upload_pages: int = 2000
     # Open connections per server process; past it, new ones get 503 at once.
     max_connections: int = 1000
+    # Where ratings, unanswered questions, rate-limit counters and staff accounts live. Empty:
+    # SQLite files in data_dir, for one machine. "postgresql://user:password@host:5432/dbname":
+    # one PostgreSQL database that every server process, on any machine, shares (docs/scaling.md).
+    database_url: str = field(default="", repr=False)  # may hold a password
     # Days a stored unanswered question or rating is kept (RAG_RETENTION_DAYS); 0 keeps none.
     retention_days: int = 90
     # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
@@ -199,6 +203,10 @@ class Settings:
         if self.max_upload_mb < 1 or self.max_upload_pages < 1:
             raise ValueError(f"RAG_MAX_UPLOAD_MB and RAG_MAX_UPLOAD_PAGES must be >= 1, "
                              f"got {self.max_upload_mb} and {self.max_upload_pages}")
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://",
+                                                                      "postgresql+psycopg://")):
+            raise ValueError("RAG_DATABASE_URL must be empty (SQLite in the data folder) or a PostgreSQL URL, "
+                             "postgresql://user:password@host:5432/dbname")
         if self.retention_days < 0:
             raise ValueError(f"RAG_RETENTION_DAYS must be >= 0, got {self.retention_days}")
         for name in ("top_k", "candidates", "max_question_chars", "chunk_tokens", "batch_size"):
