@@ -28,12 +28,6 @@ def shared_dir(*parts: str) -> Path:
     return next((b.joinpath(*parts) for b in bases if b.joinpath(*parts).exists()), bases[0].joinpath(*parts))
 
 
-def child_environment(**overrides: str) -> dict[str, str]:
-    """The environment for a child process this package starts (a server, a peer benchmark):
-    ours, with ``overrides``."""
-    return {**os.environ, **overrides}
-
-
 def offline_environment() -> None:
     """Keep every library off the network: the app must run with no internet."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -287,17 +281,18 @@ def export_environment(settings: Settings) -> None:
         os.environ[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-def child_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment with settings as RAG_* variables: for a child process (the
-    console's re-index) whose Settings.from_env() must be these settings."""
+def child_environment(settings: Settings | None = None, **overrides: str) -> dict[str, str]:
+    """The environment for a child process this package starts (the console's re-index, a server,
+    a benchmark's peer): ours, with ``settings`` as RAG_* variables (its Settings.from_env() is then
+    these settings), then ``overrides``. One function: a second of the same name once hid the first."""
     env = dict(os.environ)
-    for f in fields(settings):
+    for f in fields(settings) if settings is not None else ():
         value = getattr(settings, f.name)
         if value is None:
             env.pop(f"RAG_{f.name.upper()}", None)
         else:
             env[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
-    return env
+    return {**env, **overrides}
 
 
 def _parse(name: str, raw: str, default):

@@ -26,6 +26,7 @@ from sqlalchemy import (CheckConstraint, Column, Float, Index, Integer, MetaData
                         event, inspect, text)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from ..config import Settings
 from ..errors import DatabaseUnavailableError, SchemaVersionError
@@ -221,7 +222,9 @@ def _new_engine(url: str) -> Engine:
         raise ValueError("RAG_DATABASE_URL must look like postgresql://user:password@host:5432/dbname") from None
     if parsed.get_backend_name() == "sqlite":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        made = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+        # No pool: a connection per transaction, as before (opening a local file costs microseconds),
+        # so no file stays open between requests and no pool size caps the threads that wait their turn.
+        made = create_engine(parsed, poolclass=NullPool, connect_args={"timeout": 30})
         event.listen(made, "connect", _sqlite_connect)
         event.listen(made, "begin", _sqlite_begin)
         return made
