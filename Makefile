@@ -7,14 +7,14 @@ TEST_STAMP := $(VENV)/.installed-test
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test test-llm setup index browser ocr eval bench load clean crisis-model bench-crisis reader-model bench-reader
+.PHONY: run test test-llm setup index browser ocr postgres eval bench load clean crisis-model bench-crisis reader-model bench-reader
 
 run: $(STAMP) ocr index
 	$(PY) app.py
 
 # The eval gates run on their own indexes (the shipped corpus; SEIU 503's real documents in
 # ../shared), so tests never touch index/.
-test: $(TEST_STAMP) browser ocr
+test: $(TEST_STAMP) browser ocr postgres
 	$(PY) -m pytest -q
 	$(VENV)/bin/rag ingest corpus --index .cache/eval-index
 	$(VENV)/bin/rag eval eval/questions.jsonl --index .cache/eval-index --out .cache/eval-results.jsonl --report .cache/eval-report.html
@@ -69,6 +69,17 @@ ocr:
 		echo "note: tesseract is not installed and installing it needs root"; \
 		echo "      (sudo apt-get install tesseract-ocr tesseract-ocr-eng tesseract-ocr-spa);"; \
 		echo "      scanned PDF pages are skipped and the OCR tests (tests/test_ocr.py) too."; \
+	fi
+
+# The storage tests run on SQLite and on a throw-away PostgreSQL server they start themselves
+# (tests/postgres.py): Debian's server, installed as Chromium is; without it only that half is skipped.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq postgresql; \
+	else \
+		echo "note: PostgreSQL is not installed and installing it needs root (sudo apt-get install postgresql);"; \
+		echo "      the storage tests run on SQLite only, their PostgreSQL half is skipped."; \
 	fi
 
 eval: $(STAMP) index

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import Settings, offline_environment
-from .errors import RagError
+from .errors import DatabaseUnavailableError, RagError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(index_dir=index.resolve() if index else None)
         _quiet_libraries(settings)
         return args.run(args, settings) or 0
+    except DatabaseUnavailableError as exc:  # a setting to fix, like a bad flag
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

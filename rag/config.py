@@ -28,12 +28,6 @@ def shared_dir(*parts: str) -> Path:
     return next((b.joinpath(*parts) for b in bases if b.joinpath(*parts).exists()), bases[0].joinpath(*parts))
 
 
-def child_environment(**overrides: str) -> dict[str, str]:
-    """The environment for a child process this package starts (a server, a peer benchmark):
-    ours, with ``overrides``."""
-    return {**os.environ, **overrides}
-
-
 def offline_environment() -> None:
     """Keep every library off the network: the app must run with no internet."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -152,6 +146,10 @@ class Settings:
     max_upload_pages: int = 2000
     # Open connections per server process; past it, new ones get 503 at once.
     max_connections: int = 1000
+    # Where ratings, unanswered questions, rate-limit counters and staff accounts live. Empty:
+    # SQLite files in data_dir, for one machine. "postgresql://user:password@host:5432/dbname":
+    # one PostgreSQL database that every server process, on any machine, shares (docs/scaling.md).
+    database_url: str = field(default="", repr=False)  # may hold a password
     # Days a stored unanswered question or rating is kept (RAG_RETENTION_DAYS); 0 keeps none.
     retention_days: int = 90
     # Server processes (`rag serve --workers N`): each loads the model (~100 MB)
@@ -199,6 +197,10 @@ class Settings:
         if self.max_upload_mb < 1 or self.max_upload_pages < 1:
             raise ValueError(f"RAG_MAX_UPLOAD_MB and RAG_MAX_UPLOAD_PAGES must be >= 1, "
                              f"got {self.max_upload_mb} and {self.max_upload_pages}")
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://",
+                                                                      "postgresql+psycopg://")):
+            raise ValueError("RAG_DATABASE_URL must be empty (SQLite in the data folder) or a PostgreSQL URL, "
+                             "postgresql://user:password@host:5432/dbname")
         if self.retention_days < 0:
             raise ValueError(f"RAG_RETENTION_DAYS must be >= 0, got {self.retention_days}")
         for name in ("top_k", "candidates", "max_question_chars", "chunk_tokens", "batch_size"):
@@ -279,17 +281,18 @@ def export_environment(settings: Settings) -> None:
         os.environ[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-def child_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment with settings as RAG_* variables: for a child process (the
-    console's re-index) whose Settings.from_env() must be these settings."""
+def child_environment(settings: Settings | None = None, **overrides: str) -> dict[str, str]:
+    """The environment for a child process this package starts (the console's re-index, a server,
+    a benchmark's peer): ours, with ``settings`` as RAG_* variables (its Settings.from_env() is then
+    these settings), then ``overrides``. One function: a second of the same name once hid the first."""
     env = dict(os.environ)
-    for f in fields(settings):
+    for f in fields(settings) if settings is not None else ():
         value = getattr(settings, f.name)
         if value is None:
             env.pop(f"RAG_{f.name.upper()}", None)
         else:
             env[f"RAG_{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
-    return env
+    return {**env, **overrides}
 
 
 def _parse(name: str, raw: str, default):

@@ -67,3 +67,17 @@ class StaffError(RagError):
 
 class UploadError(RagError):
     """A file, update or edit the staff console refuses: says what is wrong and what to do."""
+
+
+class DatabaseUnavailableError(RagError):
+    """The database (RAG_DATABASE_URL, or the SQLite files in the data folder) cannot be reached:
+    at start the server stops; while serving, answers go on and votes get a 503."""
+
+
+class SchemaVersionError(RagError):
+    """The database was written by a newer strike-qa than this one: refused, never guessed at."""
+
+
+class PublishConflictError(RagError):
+    """Another ingest published a build on top of the same one while this ingest ran (another
+    machine sharing the index folder): this build is not published, the other one is served."""

@@ -137,3 +137,44 @@ def live_server(corpus_settings, pipeline, union_site):
     settings = replace(corpus_settings, allowed_origins=(union_site.url,), rate_limit_per_minute=1000)
     with LiveServer(create_app(settings, pipeline)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server for the session (skipped, saying why, where none can run)."""
+    from tests.postgres import PostgresServer, why_not
+
+    if reason := why_not():
+        pytest.skip(reason)
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """RAG_DATABASE_URL for one test, once per backend: "" (SQLite files in the data folder), then
+    a fresh database on the session's PostgreSQL server."""
+    yield from _database(request)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request):
+    """database_url for a module's shared server: the whole module runs once per backend."""
+    yield from _database(request)
+
+
+def _database(request):
+    if request.param == "sqlite":
+        yield ""
+        return
+    from rag.config import Settings
+    from rag.serve import store
+
+    server = request.getfixturevalue("postgres")
+    url = server.create_database()
+    yield url
+    for part in store.TABLES:
+        store.dispose(store.database_url(Settings(database_url=url), part))
+    server.drop_database(url)

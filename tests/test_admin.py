@@ -1,12 +1,12 @@
 """The staff console (/admin) through a real server on loopback: accounts from the CLI, sign-in,
 sessions, one-use form tokens, uploads checked by content, posted updates, edits, removal and
-restore, background re-indexing, what members ask, the audit log; and the attacks the issue lists."""
+restore, background re-indexing, what members ask, the audit log; and the attacks the issue lists.
+The whole module runs twice: its state in SQLite files, then in PostgreSQL."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,8 +16,11 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from sqlalchemy import text
+
 from rag.config import Settings
 from rag.serve.admin.library import MAX_DOCX_UNZIPPED
+from rag.serve.store import open_database
 from tests.conftest import CORPUS, ROOT, LiveServer
 from tests.pdfs import imageonly_pdf, text_pdf
 from tests.test_docx import bulletin
@@ -28,19 +31,21 @@ SAVE_DATE = "When is the Oakridge hall picket rally?"
 
 def cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(settings.home),
-           "RAG_DATA_DIR": str(settings.data_dir), "RAG_INDEX_DIR": str(settings.index_dir)}
+           "RAG_DATA_DIR": str(settings.data_dir), "RAG_INDEX_DIR": str(settings.index_dir),
+           "RAG_DATABASE_URL": settings.database_url}
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], input=stdin, capture_output=True, text=True,
                           env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, embedder) -> Settings:
+def settings(tmp_path_factory, embedder, module_database_url) -> Settings:
     from rag.ingest.run import ingest
 
     base = tmp_path_factory.mktemp("console")
     shutil.copytree(CORPUS, base / "corpus")
     settings = Settings(home=base, corpus_dir=base / "corpus", index_dir=base / "index", data_dir=base / "data",
-                        rate_limit_per_minute=1000, max_upload_mb=2, max_upload_pages=5)
+                        rate_limit_per_minute=1000, max_upload_mb=2, max_upload_pages=5,
+                        database_url=module_database_url)
     ingest([settings.corpus_dir], settings, embedder_factory=lambda: embedder, progress=False)
     for name in ("alice", "bob", "mallory"):
         assert cli(settings, "staff", "add", name, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
@@ -118,8 +123,9 @@ def test_staff_accounts_from_the_cli(settings):
     assert cli(settings, "staff", "remove", "carol").returncode == 0
     gone = cli(settings, "staff", "remove", "carol")
     assert gone.returncode == 1 and "no staff account named 'carol'" in gone.stderr
-    stored = sqlite3.connect(settings.data_dir / "staff.sqlite").execute("SELECT hash FROM staff").fetchall()
-    assert all(h.startswith("$argon2id$") and PASSWORD not in h for (h,) in stored)
+    with open_database(settings, "staff").read() as db:
+        stored = db.execute(text("SELECT hash FROM staff")).scalars().all()
+    assert stored and all(h.startswith("$argon2id$") and PASSWORD not in h for h in stored)
 
 
 # sessions
@@ -209,8 +215,8 @@ def test_forged_missing_replayed_and_foreign_form_tokens_are_refused(server, set
 def test_expired_session_and_sign_out(server, settings):
     c = signed_in(server)
     assert c.get("/admin/documents").status_code == 200
-    with sqlite3.connect(settings.data_dir / "staff.sqlite") as db:  # idle for three hours
-        db.execute("UPDATE sessions SET seen = seen - 3 * 3600")
+    with open_database(settings, "staff").begin() as db:  # idle for three hours
+        db.execute(text("UPDATE sessions SET seen = seen - 3 * 3600"))
     assert c.get("/admin/documents").headers["location"] == "/admin/sign-in"
     c = signed_in(server)
     cookie = c.cookies["rag_staff"]

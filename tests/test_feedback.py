@@ -1,4 +1,5 @@
-"""The feedback database: what is kept, what never is, and that concurrent writers lose nothing."""
+"""The feedback database: what is kept, what never is, and that concurrent writers lose nothing;
+each test on SQLite and on PostgreSQL (the ``database_url`` fixture)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 
 from rag.config import Settings
-from rag.errors import InvalidFeedbackError
+from rag.errors import InvalidFeedbackError, SchemaVersionError
 from rag.serve.feedback import MAX_CITATIONS, MAX_QUOTE_CHARS, FeedbackStore, open_store, print_report
 from rag.types import Answer, Citation
 
@@ -21,8 +23,15 @@ CITE = Citation(1, "strike.txt", "Strike update", None, "strike.txt:0", "No stri
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def settings(tmp_path, database_url) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+def execute(store: FeedbackStore, sql: str, **params) -> list[tuple]:
+    """Raw SQL, as an older version or another tool would have written it."""
+    with store.db.begin() as conn:
+        result = conn.execute(text(sql), params)
+        return [tuple(row) for row in result] if result.returns_rows else []
 
 
 def test_ratings_and_unanswered_round_trip_newest_first(settings):
@@ -53,15 +62,15 @@ def test_only_not_found_answers_are_kept_as_unanswered(settings):
 def test_old_rows_are_deleted_after_the_retention_period_and_zero_keeps_nothing(settings, tmp_path):
     store = open_store(settings)
     store.record_unanswered("Where do I park?")
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE unanswered SET created_at = '2020-01-01T00:00:00+00:00'")
+    execute(store, "UPDATE unanswered SET created_at = '2020-01-01T00:00:00+00:00'")
     store.record_unanswered("What time is the rally?")
-    reopened = FeedbackStore(store.path, 90)  # opening sweeps
+    reopened = FeedbackStore(store.db, 90)  # opening sweeps
     assert [u.question for u in reopened.unanswered()] == ["What time is the rally?"]
-    nothing = FeedbackStore(tmp_path / "none.sqlite", 0)
+    nothing = FeedbackStore(store.db, 0)  # opening sweeps everything older than this second
+    before = nothing.counts()
     nothing.record_unanswered("Where do I park?")
     nothing.record_rating(True, "q", "a", [])
-    assert nothing.counts() == {"likes": 0, "dislikes": 0, "unanswered": 0}
+    assert nothing.counts() == before and before["likes"] == before["dislikes"] == 0
 
 
 def test_a_rating_of_a_crisis_reply_does_not_keep_the_message(settings):
@@ -72,10 +81,12 @@ def test_a_rating_of_a_crisis_reply_does_not_keep_the_message(settings):
 
 def test_the_database_holds_no_personal_data_and_uses_wal(settings):
     store = open_store(settings)
-    with sqlite3.connect(store.path) as conn:
-        columns = {table: {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    with store.db.read() as conn:
+        columns = {table: {c["name"] for c in inspect(conn).get_columns(table)}
                    for table in ("ratings", "unanswered", "meta")}
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if not settings.database_url:
+        with sqlite3.connect(store.path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # answer_id is a random token per answer shown, not per person
     assert columns == {"ratings": {"id", "created_at", "rating", "kind", "question", "answer", "citations",
                                    "answer_id"},
@@ -96,19 +107,21 @@ def test_parallel_threads_lose_no_record(settings):
     assert len({r.question for r in store.ratings(limit=1000)}) == 400
 
 
-def test_parallel_processes_lose_no_record(tmp_path):
-    db = tmp_path / "feedback.sqlite"
+def test_parallel_processes_lose_no_record(settings):
     code = textwrap.dedent(f"""
         import sys
-        from rag.serve.feedback import FeedbackStore
-        store = FeedbackStore({str(db)!r}, 90)
+        from pathlib import Path
+        from rag.config import Settings
+        from rag.serve.feedback import open_store
+        store = open_store(Settings(data_dir=Path({str(settings.data_dir)!r}),
+                                    database_url={settings.database_url!r}))
         for i in range(50):
             store.record_rating(False, f"p{{sys.argv[1]}}-{{i}}", "a", [])
             store.record_unanswered(f"p{{sys.argv[1]}}-{{i}}")
     """)
     workers = [subprocess.Popen([sys.executable, "-c", code, str(n)], cwd=ROOT) for n in range(6)]
     assert [w.wait(timeout=120) for w in workers] == [0] * 6
-    assert FeedbackStore(db, 90).counts() == {"likes": 0, "dislikes": 300, "unanswered": 300}
+    assert open_store(settings).counts() == {"likes": 0, "dislikes": 300, "unanswered": 300}
 
 
 def test_report_lists_dislikes_and_unanswered(settings, capsys):
@@ -146,7 +159,8 @@ def test_citations_are_typed_and_capped(settings):
     assert len(kept.citations) == MAX_CITATIONS
     assert kept.citations[0] == {"n": 1, "doc_id": "strike.txt", "quote": "x" * (MAX_QUOTE_CHARS - 1) + "…",
                                  "start": 0, "end": 5}
-    assert store.path.stat().st_size < 200_000
+    if store.path:
+        assert store.path.stat().st_size < 200_000
 
 
 ESCAPES = "\x1b[2J\x1b]0;owned\x07Has a \x1b[31mstrike\x1b[0m date\r been set?\u202e\x00"
@@ -156,21 +170,19 @@ def test_control_characters_are_stripped_on_the_way_in(settings):
     store = open_store(settings)
     store.record_rating(False, ESCAPES, "No [1]\x1b[5m", [{"n": 1, "doc_id": "a\x1b.txt", "quote": "q\x9b"}])
     store.record_unanswered(ESCAPES)
-    with sqlite3.connect(store.path) as conn:
-        stored = " ".join(str(v) for row in conn.execute("SELECT * FROM ratings UNION ALL "
-                                                          "SELECT id, created_at, question, 1, 1, 1, 1, 1 "
-                                                          "FROM unanswered") for v in row)
+    stored = " ".join(str(v) for table in ("ratings", "unanswered")
+                      for row in execute(store, f"SELECT * FROM {table}") for v in row)
     assert not any(ch in stored for ch in "\x1b\x07\r\x00\x9b\u202e")
     assert "Has a [31mstrike[0m date been set?" in stored  # the text itself is kept
 
 
 def test_control_characters_are_stripped_on_the_way_out(settings, capsys):
     store = open_store(settings)  # rows written by an older version, raw
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("INSERT INTO ratings (created_at, rating, kind, question, answer, citations) "
-                     "VALUES ('t', 'dislike', 'answer', ?, ?, ?)",
-                     (ESCAPES, ESCAPES, json.dumps([{"doc_id": "\x1b[2Jx.txt"}])))
-        conn.execute("INSERT INTO unanswered (created_at, question) VALUES ('t', ?)", (ESCAPES,))
+    raw = ESCAPES.replace("\x00", "")  # PostgreSQL's text cannot hold NUL at all
+    execute(store, "INSERT INTO ratings (created_at, rating, kind, question, answer, citations) "
+                   "VALUES ('t', 'dislike', 'answer', :q, :a, :c)",
+            q=raw, a=raw, c=json.dumps([{"doc_id": "\x1b[2Jx.txt"}]))
+    execute(store, "INSERT INTO unanswered (created_at, question) VALUES ('t', :q)", q=raw)
     for as_json in (False, True):
         print_report(settings, as_json=as_json)
         out = capsys.readouterr().out
@@ -186,14 +198,15 @@ def test_one_vote_per_answer_and_only_for_answers_we_gave(settings):
     store.record_rating(True, "q", "a", [], answer_id=answer_id)  # a change of mind replaces the vote
     assert store.counts() == {"likes": 1, "dislikes": 0, "unanswered": 0}
     # Ids are signed with a key in the database: another process's store accepts them, made-up ones fail.
-    assert FeedbackStore(store.path, 90).valid_answer_id(answer_id)
+    assert FeedbackStore(store.db, 90).valid_answer_id(answer_id)
     nonce = answer_id.split(".")[0]
     for forged in (nonce + ".0", "abc", "", nonce, nonce + "." + "0" * 32):
         with pytest.raises(InvalidFeedbackError, match="can't be rated"):
             store.record_rating(False, "q", "a", [], answer_id=forged)
 
 
-def test_a_version_1_database_is_upgraded_in_place(settings):
+def test_a_version_1_database_is_upgraded_in_place(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")  # SQLite: the files of older releases
     path = settings.data_dir / "feedback.sqlite"
     path.parent.mkdir(parents=True)
     with sqlite3.connect(path) as conn:
@@ -206,3 +219,19 @@ def test_a_version_1_database_is_upgraded_in_place(settings):
     store = open_store(settings)
     store.record_rating(False, "new q", "a", [], answer_id=store.answer_id())
     assert [r.question for r in store.ratings()] == ["new q", "old q"]
+
+
+def test_a_database_from_a_newer_version_is_refused(settings):
+    store = open_store(settings)
+    execute(store, "UPDATE schema_version SET version = 99 WHERE part = 'feedback'")
+    with pytest.raises(SchemaVersionError, match=r"schema version 99, newer than this strike-qa knows \(2\)"):
+        open_store(settings)
+    execute(store, "UPDATE schema_version SET version = 2 WHERE part = 'feedback'")
+    assert open_store(settings).counts()["likes"] == 0
+
+
+def test_the_schema_version_is_recorded_and_reopening_changes_nothing(settings):
+    store = open_store(settings)
+    store.record_unanswered("Where do I park?")
+    assert execute(store, "SELECT part, version FROM schema_version") == [("feedback", 2)]
+    assert [u.question for u in open_store(settings).unanswered()] == ["Where do I park?"]

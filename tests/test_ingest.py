@@ -153,7 +153,7 @@ def test_save_then_load_returns_identical_hits(tmp_path, corpus, monkeypatch):
     """The index ingest built in memory and the one loaded back from disk answer alike."""
     built = []
     save = index_store.save
-    monkeypatch.setattr(index_store, "save", lambda index, folder: built.append(index) or save(index, folder))
+    monkeypatch.setattr(index_store, "save", lambda index, folder, **kw: built.append(index) or save(index, folder, **kw))
     settings = settings_for(tmp_path)
     ingest([corpus], settings)
     loaded = index_store.load(settings.index_dir)

@@ -19,6 +19,7 @@ from rag.pipeline import Pipeline
 from rag.serve.ratelimit import RateLimiter
 from rag.serve.server import allowed_origins, create_app
 from rag.ingest.dates import display
+from rag.serve.store import open_database
 from rag.serve.ui import answer_markdown, documents_markdown, md_escape
 from tests.pdfs import text_pdf
 
@@ -187,24 +188,30 @@ def test_asking_too_fast_gets_429_with_a_clear_message(settings, pipeline, tmp_p
     assert int(r.headers["retry-after"]) >= 1
 
 
-def test_rate_limit_is_a_sliding_window_per_client(tmp_path):
+def limiter(tmp_path, database_url: str, per_minute: int, **options) -> RateLimiter:
+    """A limiter on SQLite or PostgreSQL (the ``database_url`` fixture runs a test on both)."""
+    db = open_database(Settings(data_dir=tmp_path, database_url=database_url), "ratelimit")
+    return RateLimiter(per_minute, db, **options)
+
+
+def test_rate_limit_is_a_sliding_window_per_client(tmp_path, database_url):
     now = [0.0]
-    limiter = RateLimiter(2, tmp_path / "limit.sqlite", clock=lambda: now[0])
+    window = limiter(tmp_path, database_url, 2, clock=lambda: now[0])
 
     def asks_at(t: float, n: int = 1, key: str = "a") -> list[float]:
         now[0] = t
-        return [limiter.wait_time(key) for _ in range(n)]
+        return [window.wait_time(key) for _ in range(n)]
 
     assert asks_at(0) + asks_at(10) + asks_at(20) == [0.0, 0.0, 40.0]
     assert asks_at(20, key="b") == [0.0]  # another client has its own window
     assert asks_at(60, 2) == [0.0, 10.0]  # the ask at 0 has left the window; the one at 10 has not
-    assert RateLimiter(0, tmp_path / "off.sqlite").wait_time("a") == 0.0  # 0 turns the limit off
+    assert RateLimiter(0, None).wait_time("a") == 0.0  # 0 turns the limit off
 
 
-def test_rate_limit_holds_under_concurrency(tmp_path):
-    limiter = RateLimiter(25, tmp_path / "limit.sqlite")
+def test_rate_limit_holds_under_concurrency(tmp_path, database_url):
+    shared = limiter(tmp_path, database_url, 25)
     with ThreadPoolExecutor(8) as pool:
-        waits = list(pool.map(lambda _: limiter.wait_time("same-client"), range(200)))
+        waits = list(pool.map(lambda _: shared.wait_time("same-client"), range(200)))
     assert waits.count(0.0) == 25
 
 

@@ -10,6 +10,9 @@ Layout, so that a reader never sees a half-written index:
 
 A build is written into a fresh folder and only then named in CURRENT, so a
 crash or Ctrl-C at any moment leaves the previous build live and loadable.
+Publishing claims the build it was made from (``index/.next-<base>``, created
+exclusively): of two ingests that started from the same build, on machines that
+share the folder but no lock, the first to publish wins and the other is refused.
 
 Everything that depends only on the documents is here, computed once at ingest:
 the answerer's sentence spans, their vectors, the idf table and the word counts
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexCorruptError, IndexFormatError, IndexNotFoundError
+from ..errors import IndexCorruptError, IndexFormatError, IndexNotFoundError, PublishConflictError
 from ..types import Chunk, Document, Heading, Page
 from .lexical import LexicalIndex, word_counts
 
@@ -43,6 +46,8 @@ FORMAT = "strike-qa-index v3"
 OLD_FORMATS = {"strike-qa-index v1": "it predates the stored sentence table (format v2)",
                "strike-qa-index v2": "it predates the stored word counts that spelling correction reads (format v3)"}
 POINTER = "CURRENT"
+LIVE = object()  # save()'s default base: whatever build is live when it publishes
+STALE_CLAIM_S = 60.0  # a claim this old with nothing published on top: its ingest died in between
 
 # Exact search up to this many chunks, approximate above. Measured with `rag
 # bench-scale` (docs/scaling.md; a busy 2-core machine): an exact scan took
@@ -245,8 +250,12 @@ def current_version(index_dir: Path) -> str | None:
         return None
 
 
-def save(index: Index, index_dir: Path) -> str:
-    """Write a new build beside the old one, then switch CURRENT to it atomically."""
+def save(index: Index, index_dir: Path, base: str | None | object = LIVE) -> str:
+    """Write a new build beside the old one, then switch CURRENT to it atomically.
+
+    ``base`` is the build this one was made from (None: an empty folder). If another build was
+    published on top of it meanwhile, nothing is published: PublishConflictError says which won.
+    """
     import faiss
 
     index_dir = Path(index_dir)
@@ -269,6 +278,11 @@ def save(index: Index, index_dir: Path) -> str:
     _write_json(tmp / "idf.json", {"unseen": index.idf.unseen, "terms": index.idf.terms})
     _write_json(tmp / "words.json", index.words)
     _fsync_tree(tmp)
+    try:
+        _claim(index_dir, current_version(index_dir) if base is LIVE else base, name)
+    except PublishConflictError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     os.replace(tmp, index_dir / name)
     pointer_tmp = index_dir / f".{POINTER}.{name}"
     pointer_tmp.write_text(name + "\n")
@@ -320,11 +334,46 @@ def load(index_dir: Path) -> Index:
     return index
 
 
+def _claim(index_dir: Path, base: str | None, name: str) -> None:
+    """Claim publishing the build after ``base``, or PublishConflictError: O_EXCL creation is atomic
+    on local disks and on NFS (v3 and later), so of two claimants exactly one gets the file."""
+    marker = index_dir / f".next-{base or 'none'}"
+    for attempt in range(2):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if attempt == 0 and current_version(index_dir) == base and _age(marker) > STALE_CLAIM_S:
+                marker.unlink(missing_ok=True)  # claimed, never published: that ingest died in between
+                continue
+            raise _conflict(index_dir, base) from None
+        with os.fdopen(fd, "w") as out:
+            out.write(name + "\n")
+        break
+    if current_version(index_dir) != base:  # base's claim went with its pruned build, long ago
+        raise _conflict(index_dir, base)
+
+
+def _conflict(index_dir: Path, base: str | None) -> PublishConflictError:
+    winner = current_version(index_dir) or "(none yet)"
+    return PublishConflictError(
+        f"another ingest published build {winner} in {index_dir} while this one ran (both started from "
+        f"{base or 'an empty index'}); this build was not published, {winner} is served. "
+        "Run `rag ingest` again to build on top of it.")
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def _prune(index_dir: Path, keep: set[str]) -> None:
     """Drop old builds, keeping the newest previous one for readers still loading it."""
     builds = sorted(p for p in index_dir.glob("build-*") if p.name not in keep)
     for old in builds[:-1]:
         shutil.rmtree(old, ignore_errors=True)
+        (index_dir / f".next-{old.name}").unlink(missing_ok=True)
 
 
 def remove_stale_temp(index_dir: Path) -> None:

@@ -106,6 +106,7 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
     factory = embedder_factory or (lambda: load_embedder(settings.model, settings.precision))
     with _ingest_lock(settings.index_dir):
         index_store.remove_stale_temp(settings.index_dir)
+        base = index_store.current_version(settings.index_dir)  # what this build replaces, checked at publish
         previous = _previous(settings)
         chunking = _chunking_settings(settings)
         reusable = previous if previous and previous.manifest.chunking == chunking else None
@@ -120,7 +121,7 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
         chunks, vectors, sentences = _assemble(documents, reusable, plan, embedder, settings, report, progress)
         manifest = _manifest(embedder, reusable, chunking, documents, len(chunks), len(sentences.spans), roots)
         index = Index.build(manifest, {d.doc_id: d for d in documents}, chunks, vectors, sentences)
-        report.version = index_store.save(index, settings.index_dir)
+        report.version = index_store.save(index, settings.index_dir, base=base)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - started
     return report

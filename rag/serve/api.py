@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from starlette.exceptions import HTTPException
 
 from ..errors import (
+    DatabaseUnavailableError,
     IndexCorruptError,
     IndexNotFoundError,
     InvalidFeedbackError,
@@ -174,6 +175,11 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
+    if isinstance(exc, DatabaseUnavailableError):  # where the database lives is not for members' eyes
+        log.warning("%s on %s", exc, request.url.path)
+        return JSONResponse({"error": "Your vote could not be saved just now (our database is unavailable); "
+                                      "please try again in a few minutes."}, status_code=503,
+                            headers={"Retry-After": "60"})
     if isinstance(exc, RateLimitedError):
         return JSONResponse({"error": str(exc)}, status_code=429,
                             headers={"Retry-After": str(max(1, round(exc.wait_s)))})

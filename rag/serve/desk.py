@@ -6,14 +6,18 @@ the chat page all ask and rate through a Desk.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import DatabaseUnavailableError
 from ..pipeline import Pipeline
 from ..types import Answer, Kind, Turn
 from .feedback import FeedbackStore
 from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
 
 
 class _Peer(Protocol):
@@ -67,5 +71,8 @@ class Desk:
         self.store.record_rating(liked, question, answer, citations, kind=kind, answer_id=answer_id)
 
     def _answered(self, answer: Answer) -> Answered:
-        self.store.record_answer(answer)
+        try:
+            self.store.record_answer(answer)
+        except DatabaseUnavailableError as exc:  # the member still gets the answer; one question goes unkept
+            log.warning("an unanswered question was not kept: %s", exc)
         return Answered(answer, self.store.answer_id())

@@ -1,11 +1,9 @@
 """What members thought of answers, and what they asked that the documents don't cover.
 
-One SQLite file under ``settings.data_dir``. Every call opens its own connection
-(sqlite3 connections must not be shared between threads), writes inside one
-transaction, and waits out other writers (WAL + busy timeout) instead of failing,
-so concurrent web workers never lose a record. Stored: question, answer,
-citations, time. Never stored: who asked (no IPs, no session ids), and never the
-text of crisis or medical messages.
+Kept in the database of store.py (SQLite in the data folder, or PostgreSQL with RAG_DATABASE_URL).
+Every write is one transaction, so concurrent web workers never lose a record and a failure
+leaves nothing half-written. Stored: question, answer, citations, time. Never stored: who asked
+(no IPs, no session ids), and never the text of crisis or medical messages.
 """
 from __future__ import annotations
 
@@ -14,19 +12,17 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+
+from sqlalchemy import text
 
 from ..config import Settings
 from ..errors import InvalidFeedbackError
 from ..types import SENSITIVE, Answer, Kind
+from .store import Database, open_database
 
-SCHEMA_VERSION = 2
 # What one rating may hold: a member's question and our answer are far shorter;
 # anything longer is cut, so no request can grow the database without bound.
 MAX_QUESTION_CHARS = 4_000
@@ -40,24 +36,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u
 _CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "page": int, "chunk_id": str, "quote": str,
                     "start": int, "end": int, "section": str, "date": str, "ocr": bool}
 _NOT_KEPT = "(not stored: {kind} message)"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ratings (
-    id INTEGER PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    rating TEXT NOT NULL CHECK (rating IN ('like', 'dislike')),
-    kind TEXT NOT NULL,
-    question TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    citations TEXT NOT NULL,  -- JSON list, the Answer.to_json() citation shape
-    answer_id TEXT  -- one vote per answer shown: a second one replaces the first
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS unanswered (
-    id INTEGER PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    question TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -77,27 +55,17 @@ class Unanswered:
 
 
 class FeedbackStore:
-    """The feedback database; safe to use from many threads and processes at once."""
+    """The feedback tables; safe to use from many threads, processes and machines at once."""
 
-    def __init__(self, path: Path, retention_days: int, timeout_s: float = 30.0):
-        self.path = Path(path)
+    def __init__(self, db: Database, retention_days: int):
+        self.db = db
+        self.path = db.path  # the SQLite file, or None on PostgreSQL
         self.retention_days = retention_days  # rows older than this are deleted; 0 stores nothing
-        self.timeout_s = timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            # WAL lets readers run beside the one writer; the mode is stored in
-            # the file, so only the first process ever has to switch it.
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-            with conn:
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(ratings)")}
-                if "answer_id" not in columns:  # a version 1 database
-                    conn.execute("ALTER TABLE ratings ADD COLUMN answer_id TEXT")
-                conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ratings_answer ON ratings(answer_id)")
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('vote_key', ?)", (secrets.token_hex(32),))
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._key = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'vote_key'").fetchone()[0])
+        with db.begin() as conn:
+            conn.execute(text("INSERT INTO meta (key, value) VALUES ('vote_key', :key) ON CONFLICT (key) DO NOTHING"),
+                         {"key": secrets.token_hex(32)})
+            key = conn.execute(text("SELECT value FROM meta WHERE key = 'vote_key'")).scalar_one()
+        self._key = bytes.fromhex(key)
         self._swept = 0.0
         self.forget_old()
 
@@ -108,22 +76,9 @@ class FeedbackStore:
             return 0
         self._swept = time.monotonic()
         cutoff = (datetime.now(timezone.utc) - timedelta(days=self.retention_days)).isoformat(timespec="seconds")
-        with self._connect() as conn, conn:
-            return sum(conn.execute(f"DELETE FROM {table} WHERE created_at < ?", (cutoff,)).rowcount
-                       for table in ("ratings", "unanswered"))
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE: take the write lock when the transaction starts. A deferred
-        # one upgraded later can fail at once with "database is locked" in WAL
-        # mode instead of waiting its turn.
-        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level="IMMEDIATE")
-        with closing(conn):
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-            # With WAL, NORMAL still survives a crashed process; only a power cut
-            # could drop the last few ratings, and it makes each write ~10x cheaper.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            yield conn
+        with self.db.begin() as conn:
+            return sum(conn.execute(text(f"DELETE FROM {table} WHERE created_at < :cutoff"),
+                                    {"cutoff": cutoff}).rowcount for table in ("ratings", "unanswered"))
 
     def answer_id(self) -> str:
         """A fresh id for an answer about to be shown; only ids made here can be voted with.
@@ -151,22 +106,23 @@ class FeedbackStore:
         if kind in SENSITIVE:  # the vote is counted; nothing that was said is kept
             question = answer = _NOT_KEPT.format(kind=kind)
             citations = []
-        row = (_now(), "like" if liked else "dislike", clean(kind, 20), clean(question, MAX_QUESTION_CHARS),
-               clean(answer, MAX_ANSWER_CHARS), json.dumps(clean_citations(citations), ensure_ascii=False),
-               answer_id)
+        row = {"created_at": _now(), "rating": "like" if liked else "dislike", "kind": clean(kind, 20),
+               "question": clean(question, MAX_QUESTION_CHARS), "answer": clean(answer, MAX_ANSWER_CHARS),
+               "citations": json.dumps(clean_citations(citations), ensure_ascii=False), "answer_id": answer_id}
         self.forget_old()
-        with self._connect() as conn, conn:
-            conn.execute("INSERT INTO ratings (created_at, rating, kind, question, answer, citations, answer_id) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (answer_id) DO UPDATE SET "
-                         "created_at = excluded.created_at, rating = excluded.rating", row)
+        with self.db.begin() as conn:
+            conn.execute(text("INSERT INTO ratings (created_at, rating, kind, question, answer, citations, answer_id) "
+                              "VALUES (:created_at, :rating, :kind, :question, :answer, :citations, :answer_id) "
+                              "ON CONFLICT (answer_id) DO UPDATE SET "
+                              "created_at = excluded.created_at, rating = excluded.rating"), row)
 
     def record_unanswered(self, question: str) -> None:
         if self.retention_days == 0:
             return
         self.forget_old()
-        with self._connect() as conn, conn:
-            conn.execute("INSERT INTO unanswered (created_at, question) VALUES (?, ?)",
-                         (_now(), clean(question, MAX_QUESTION_CHARS)))
+        with self.db.begin() as conn:
+            conn.execute(text("INSERT INTO unanswered (created_at, question) VALUES (:at, :question)"),
+                         {"at": _now(), "question": clean(question, MAX_QUESTION_CHARS)})
 
     def record_answer(self, answer: Answer) -> None:
         """Keep a question the documents could not answer; everything else is not ours to keep."""
@@ -175,31 +131,31 @@ class FeedbackStore:
 
     def ratings(self, rating: str | None = None, limit: int = 20) -> list[Rating]:
         """Newest first; ``rating`` is "like", "dislike" or None for both."""
-        where, args = ("WHERE rating = ?", (rating,)) if rating else ("", ())
-        with self._connect() as conn:
-            rows = conn.execute(
+        where = "WHERE rating = :rating" if rating else ""
+        with self.db.read() as conn:
+            rows = conn.execute(text(
                 f"SELECT created_at, rating, kind, question, answer, citations FROM ratings {where} "
-                "ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+                "ORDER BY id DESC LIMIT :limit"), {"rating": rating, "limit": limit}).fetchall()
         return [Rating(*(clean(v, MAX_ANSWER_CHARS) for v in row[:5]), citations=clean_citations(json.loads(row[5])))
                 for row in rows]
 
     def unanswered(self, limit: int = 20) -> list[Unanswered]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT created_at, question FROM unanswered ORDER BY id DESC LIMIT ?",
-                                (limit,)).fetchall()
+        with self.db.read() as conn:
+            rows = conn.execute(text("SELECT created_at, question FROM unanswered ORDER BY id DESC LIMIT :limit"),
+                                {"limit": limit}).fetchall()
         return [Unanswered(*(clean(v, MAX_QUESTION_CHARS) for v in row)) for row in rows]
 
     def counts(self) -> dict[str, int]:
-        with self._connect() as conn:
-            likes, dislikes = conn.execute(
-                "SELECT COALESCE(SUM(rating = 'like'), 0), COALESCE(SUM(rating = 'dislike'), 0) "
-                "FROM ratings").fetchone()
-            unanswered = conn.execute("SELECT COUNT(*) FROM unanswered").fetchone()[0]
-        return {"likes": likes, "dislikes": dislikes, "unanswered": unanswered}
+        with self.db.read() as conn:
+            likes, dislikes = conn.execute(text(
+                "SELECT COALESCE(SUM(CASE WHEN rating = 'like' THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(CASE WHEN rating = 'dislike' THEN 1 ELSE 0 END), 0) FROM ratings")).one()
+            unanswered = conn.execute(text("SELECT COUNT(*) FROM unanswered")).scalar_one()
+        return {"likes": int(likes), "dislikes": int(dislikes), "unanswered": int(unanswered)}
 
 
 def open_store(settings: Settings) -> FeedbackStore:
-    return FeedbackStore(settings.data_dir / "feedback.sqlite", settings.retention_days)
+    return FeedbackStore(open_database(settings, "feedback"), settings.retention_days)
 
 
 def print_report(settings: Settings, limit: int = 20, as_json: bool = False) -> None:
@@ -213,7 +169,7 @@ def print_report(settings: Settings, limit: int = 20, as_json: bool = False) -> 
                           "unanswered": [asdict(u) for u in unanswered]}, ensure_ascii=False, indent=2))
         return
     counts = store.counts()
-    print(f"{store.path}: {counts['likes']} likes, {counts['dislikes']} dislikes, "
+    print(f"{store.db.where}: {counts['likes']} likes, {counts['dislikes']} dislikes, "
           f"{counts['unanswered']} unanswered questions")
     print(f"\nRecent dislikes ({len(dislikes)}):")
     for r in dislikes:

@@ -34,6 +34,7 @@ from .feedback import open_store
 from .gate import ForwardedHeaders, GradioGate
 from .middleware import SecurityHeaders
 from .ratelimit import open_limiter
+from .store import open_database
 from .streaming import stream_router
 from .web import STATIC_DIR, web_router
 
@@ -50,9 +51,11 @@ def create_app(settings: Settings, pipeline: Pipeline | None = None) -> FastAPI:
     from .ui import CSS, THEME, build_ui
 
     origins = allowed_origins(settings)
+    # The database before the model: an unreachable one stops the start in a second, not after a load.
+    store, limiter, staff = open_store(settings), open_limiter(settings), open_staff(settings)
     pipeline = pipeline or Pipeline(settings)
-    desk = Desk(pipeline, open_store(settings), open_limiter(settings.rate_limit_per_minute, settings.data_dir))
-    console = admin_app(settings, pipeline, open_staff(settings), desk.store, Reindexer(settings))
+    desk = Desk(pipeline, store, limiter)
+    console = admin_app(settings, pipeline, staff, desk.store, Reindexer(settings))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -162,6 +165,8 @@ def serve(settings: Settings) -> None:
         return
     if index_store.current_version(settings.index_dir) is None:  # fail now, clearly, not in each worker
         raise IndexNotFoundError(f"no index in {settings.index_dir}; build one with `rag ingest`")
+    for part in ("feedback", "ratelimit", "staff"):  # the database too: reachable, and its schema upgraded once
+        open_database(settings, part)
     export_environment(settings)  # the workers' settings: CLI flags included
     print(f"Strike Q&A is running at {url} with {settings.workers} workers  (API schema "
           f"{url}/openapi.json, widget {url}/widget.js)", flush=True)
