@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {group} / {name}: {len(texts)} messages, {row['seconds']} s; {rates}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
+    elif results:
         print(table(results))
     return 0
 
