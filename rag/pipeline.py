@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import standalone
-from .answer.crisis import CrisisDetector, CrisisHead
+from .answer.crisis import CrisisDetector, CrisisHead, encoder_for
 from .answer.reader import QuestionTower, load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
@@ -80,7 +80,9 @@ class Pipeline:
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
         self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader)
-        self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
+        spanish = CrisisHead(settings.crisis_model_es)
+        self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model),
+                                       spanish=CrisisDetector(encoder_for(spanish, self.embedder), spanish))
         self.contact = settings.contact()
         self.generator = _generator(settings, self.embedder)  # None: extractive answers only
         self._lock = threading.Lock()

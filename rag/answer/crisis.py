@@ -216,9 +216,14 @@ def encoder_for(head: "CrisisHead", embedder: Embedder) -> Embedder:
 
 
 class CrisisDetector:
-    """Scores a message sentence by sentence; ``verdict`` says crisis, concern or none."""
+    """Scores a message sentence by sentence; ``verdict`` says crisis, concern or none.
 
-    def __init__(self, embedder: Embedder, head: CrisisHead, max_chars: int = 6000):
+    With ``spanish`` (a detector whose head reads multilingual-e5 vectors), a message written in
+    Spanish is read by it instead: MiniLM is an English model, and its head gave a quarter of
+    ordinary Spanish messages the crisis response (docs/crisis-screen.md)."""
+
+    def __init__(self, embedder: Embedder, head: CrisisHead, max_chars: int = 6000,
+                 spanish: "CrisisDetector | None" = None):
         if max_chars <= 0:
             raise ValueError(f"max_chars must be > 0, got {max_chars}")
         if head.dim != embedder.dim:
@@ -227,12 +232,17 @@ class CrisisDetector:
         self.embedder = embedder
         self.head = head
         self.max_chars = max_chars
+        self.spanish = spanish
+
+    def reader(self, text: str) -> "CrisisDetector":
+        """Who reads this message: the Spanish detector for a Spanish one, if there is one."""
+        return self.spanish if self.spanish is not None and language(text) == "es" else self
 
     def scores(self, text: str) -> Scores:
-        return self.scores_many([text])[0]
+        return self.reader(text).scores_many([text])[0]
 
     def scores_many(self, texts: list[str], batch_size: int = 128) -> list[Scores]:
-        """Scores of many messages, their pieces embedded in shared batches."""
+        """Scores of many messages by this detector's own head, their pieces embedded in shared batches."""
         split = [pieces(t, self.max_chars) for t in texts]
         flat = [p.text for parts in split for p in parts]
         if not flat:
@@ -246,7 +256,13 @@ class CrisisDetector:
 
     def verdict(self, text: str) -> str:
         """"crisis", "concern" or "none"."""
-        return self.head.decide(self.scores(text))
+        reader = self.reader(text)
+        return reader.head.decide(reader.scores_many([text])[0])
+
+    def distress_share(self, text: str) -> float:
+        """The message's distress as a share of the concern threshold of the head that reads it."""
+        reader = self.reader(text)
+        return reader.scores_many([text])[0].distress / reader.head.concern_threshold
 
 
 def summarize(probs: np.ndarray, parts: list[Part], gate: float) -> Scores:
