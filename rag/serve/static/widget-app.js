@@ -159,7 +159,7 @@
       appendBold(body, answer.answer);  // our fixed safety text: **bold** only
       if (answer.pieces && answer.pieces.length) {
         // The crisis response first, the documents' answer under it.
-        var under = el("div", "text");
+        var under = el("div", "under");
         appendCited(under, answer.pieces, answer.citations || []);
         body.append(under);
       }
