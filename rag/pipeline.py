@@ -9,10 +9,11 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import previous_answer, standalone
-from .answer.crisis import CrisisDetector, CrisisHead
+from .answer.crisis import CrisisDetector, CrisisHead, encoder_for
 from .answer.reader import QuestionTower, load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
@@ -80,7 +81,9 @@ class Pipeline:
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
         self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader)
-        self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model))
+        spanish = CrisisHead(settings.crisis_model_es)
+        self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model),
+                                       spanish=CrisisDetector(encoder_for(spanish, self.embedder), spanish))
         self.contact = settings.contact()
         self.generator = _generator(settings, self.embedder)  # None: extractive answers only
         self._lock = threading.Lock()
@@ -132,10 +135,32 @@ class Pipeline:
             # It only ever raises a crisis: a medical question is not referred again next turn.
             joined = screen(_screened(with_history(text, history), self.settings.max_question_chars), self.detector)
             verdict = joined if joined and joined.kind == Kind.CRISIS else verdict
+        if verdict and verdict.kind == Kind.CRISIS:
+            return self._crisis_first(text, verdict.message, history, top_k, started)
         if verdict and verdict.kind != Kind.CONCERN:  # fixed, human-written text; never retrieved or generated
             return Answer(text[:self.settings.max_question_chars], verdict.message, refused=True,
                           kind=verdict.kind, timings_ms={"safety": _ms(started)})
         notice = verdict.message if verdict else ""  # "concern": answer, with resources under it
+        return self._look_up(text, history, top_k, notice, started, generate)
+
+    def _crisis_first(self, text: str, message: str, history: Sequence[Turn], top_k: int | None,
+                      started: float) -> Answer:
+        """The crisis response, and under it the documents' answer when the message also asks
+        something they answer: a screen that mistakes strike talk ("when do we go back in?") for
+        a crisis must not send a member to a crisis line *instead of* an answer. A message they
+        do not answer gets the crisis response alone. Never generated: quoted passages only."""
+        alone = Answer(text[:self.settings.max_question_chars], message, refused=True, kind=Kind.CRISIS,
+                       timings_ms={"safety": _ms(started)})
+        if len(text) > self.settings.max_question_chars:
+            return alone
+        found = self._look_up(text, history, top_k, "", started, generate=False)
+        if found.kind != Kind.ANSWER:
+            return alone
+        return replace(found, text=message, kind=Kind.CRISIS, notice="")
+
+    def _look_up(self, text: str, history: Sequence[Turn], top_k: int | None, notice: str, started: float,
+                 generate: bool) -> Answer:
+        """The documents' answer to a screened message (``notice``: the resources line under it)."""
         question = _check_length(text, self.settings.max_question_chars)
         retriever = self.retriever()
         speller = retriever.speller if self.settings.spelling else None

@@ -210,6 +210,10 @@ class Contact:
 
 @dataclass(frozen=True)
 class Answer:
+    """What the member is shown. A crisis or medical answer's ``text`` is the fixed response; a
+    crisis answer may also hold the documents' answer to what the message asked (``pieces``,
+    ``citations``, ``refused`` False), shown under the crisis response."""
+
     question: str
     text: str
     refused: bool

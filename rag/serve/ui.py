@@ -119,7 +119,11 @@ def contact_markdown(contact: Contact) -> str:
 def answer_markdown(answer: Answer, upto: int | None = None) -> str:
     """The chat message for an answer; ``upto`` pieces only while streaming."""
     if answer.kind in (Kind.CRISIS, Kind.MEDICAL):
-        return answer.text  # our own fixed Markdown
+        if not answer.pieces:
+            return answer.text  # our own fixed Markdown
+        # The crisis response first, the documents' answer under it (Pipeline._crisis_first).
+        return (answer.text + "\n\n---\n\n" + cited_markdown(answer.pieces, answer.citations)
+                + sources_markdown(answer.citations, "Sources"))
     if answer.pieces:
         body = cited_markdown(answer.pieces[:upto], answer.citations)
         if upto is not None:

@@ -202,10 +202,22 @@ def cached_vectors(embedder, texts: list[str], path: Path) -> np.ndarray:
     return np.stack([known[t] for t in texts])
 
 
-def train(out: Path, *, cache: Path | None = None, head: str = "auto",
+ENCODERS = ("minilm", "e5")  # the bundled MiniLM, or multilingual-e5-small (answer.crisis.E5Encoder)
+
+
+def load_encoder(encoder: str):
+    from ..answer.crisis import E5Encoder
+    from ..ingest.embedding import load_embedder
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
+    return E5Encoder() if encoder == "e5" else load_embedder()
+
+
+def train(out: Path, *, cache: Path | None = None, head: str = "auto", encoder: str = "minilm",
           log: Callable[[str], None] = print) -> dict:
     """Build the head from the data above and write it to ``out``; returns what was written's metadata."""
-    from ..ingest.embedding import embed_all, load_embedder
+    from ..ingest.embedding import embed_all
 
     if head not in ("auto", "logreg", "mlp"):
         raise ValueError(f"head must be auto, logreg or mlp, got {head!r}")
@@ -214,7 +226,7 @@ def train(out: Path, *, cache: Path | None = None, head: str = "auto",
     np.random.seed(SEED)
     texts, y, groups, questions, counts = dataset(rng)
     log(f"{len(texts)} training texts: {counts}")
-    embedder = load_embedder()
+    embedder = load_encoder(encoder)
     x = cached_vectors(embedder, texts, cache) if cache else embed_all(embedder, texts, batch_size=64)
     log(f"embedded in {time.perf_counter() - started:.0f} s")
 

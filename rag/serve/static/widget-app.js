@@ -157,6 +157,12 @@
     var body = el("div", "text");
     if (answer.kind === "crisis" || answer.kind === "medical") {
       appendBold(body, answer.answer);  // our fixed safety text: **bold** only
+      if (answer.pieces && answer.pieces.length) {
+        // The crisis response first, the documents' answer under it.
+        var under = el("div", "under");
+        appendCited(under, answer.pieces, answer.citations || []);
+        body.append(under);
+      }
     } else if (answer.pieces && answer.pieces.length) {
       appendCited(body, answer.pieces, answer.citations || []);
     } else {
