@@ -142,14 +142,9 @@ def live_server(corpus_settings, pipeline, union_site):
 @pytest.fixture(scope="session")
 def postgres():
     """A throw-away PostgreSQL server for the session (skipped, saying why, where none can run)."""
-    from tests.postgres import PostgresServer, why_not
+    from tests.postgres import running_server
 
-    if reason := why_not():
-        pytest.skip(reason)
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.remove()
+    yield from running_server()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

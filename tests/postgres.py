@@ -89,6 +89,19 @@ class PostgresServer:
             raise RuntimeError(f"{program} failed ({done.returncode}): {done.stderr or done.stdout}")
 
 
+def running_server():
+    """A started throw-away server, removed after (a fixture's generator body); skipped, saying why,
+    where none can run."""
+    import pytest
+
+    if reason := why_not():
+        pytest.skip(reason)
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

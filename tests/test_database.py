@@ -15,7 +15,7 @@ from rag.config import Settings
 from rag.errors import DatabaseUnavailableError
 from rag.serve.feedback import open_store
 from tests.conftest import ROOT
-from tests.postgres import PostgresServer, _free_port, why_not
+from tests.postgres import _free_port, running_server
 
 QUESTION = "How many therapy appointments did Kaiser cancel during the 2022 strike?"
 
@@ -55,12 +55,7 @@ def test_a_failed_write_leaves_nothing_half_written(tmp_path, database_url):
 @pytest.fixture
 def own_postgres():
     """A server of this test's own, to stop and start again."""
-    if reason := why_not():
-        pytest.skip(reason)
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.remove()
+    yield from running_server()
 
 
 def test_database_down_while_serving_answers_go_on_and_votes_get_503(corpus_settings, pipeline, tmp_path,
