@@ -345,7 +345,7 @@ def _claim(index_dir: Path, base: str | None, name: str) -> None:
             if attempt == 0 and current_version(index_dir) == base and _age(marker) > STALE_CLAIM_S:
                 marker.unlink(missing_ok=True)  # claimed, never published: that ingest died in between
                 continue
-            raise _conflict(index_dir, base) from None
+            raise _conflict(index_dir, base, _claimant(marker)) from None
         with os.fdopen(fd, "w") as out:
             out.write(name + "\n")
         break
@@ -353,8 +353,18 @@ def _claim(index_dir: Path, base: str | None, name: str) -> None:
         raise _conflict(index_dir, base)
 
 
-def _conflict(index_dir: Path, base: str | None) -> PublishConflictError:
-    winner = current_version(index_dir) or "(none yet)"
+def _claimant(marker: Path) -> str:
+    """The build named in a claim: the winner, which may not have switched CURRENT yet."""
+    try:
+        return marker.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _conflict(index_dir: Path, base: str | None, claimant: str = "") -> PublishConflictError:
+    current = current_version(index_dir)
+    # The claim names the winner even before it switches CURRENT; after, CURRENT does.
+    winner = current if current != base else (claimant or current or "(none yet)")
     return PublishConflictError(
         f"another ingest published build {winner} in {index_dir} while this one ran (both started from "
         f"{base or 'an empty index'}); this build was not published, {winner} is served. "
