@@ -173,3 +173,12 @@ def test_a_bad_address_is_one_clear_line_and_no_index(tmp_path, address, says):
 def test_ray_flags_without_ray_are_refused(tmp_path):
     done = run_cli("--ray-workers", "2", tmp_path=tmp_path)
     assert done.returncode == 2 and "--ray-cpus and --ray-workers go with --ray" in done.stderr
+
+
+def test_ray_not_installed_says_how_to_install_it(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "RAG_DATA_DIR": str(tmp_path / "data")}
+    hide_ray = ("import sys; sys.modules['ray'] = None; from rag.cli import main; "
+                f"sys.exit(main(['ingest', {str(CORPUS)!r}, '--index', {str(tmp_path / 'index')!r}, '--ray']))")
+    done = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: --ray needs Ray, an optional extra: pip install -e '.[scale]'"
