@@ -37,11 +37,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The test extra apart, so `make run` does not wait for llama-cpp-python's ~9-minute build.
+# The scale extra (Ray, ~7 s from the package index) too, so tests/test_ray_ingest.py runs.
 # A portable (AVX2) llama.cpp build: the default native one segfaulted on any prompt of more
 # than a few tokens on an AMX Xeon, and pip's wheel cache would hand a build made for one CPU
 # to another.
 $(TEST_STAMP): $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install --quiet -e '.[test]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install --quiet -e '.[test,scale]'
 	touch $(TEST_STAMP)
 
 # Incremental: unchanged documents are not re-embedded, so this is quick when nothing changed.

@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="build or update the index from corpus folders")
     ing.add_argument("corpus", nargs="*", type=Path, help="corpus folders (default: corpus/)")
     ing.add_argument("--index", type=Path, help="index folder (default: index/)")
+    ing.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="chunk and embed on a Ray cluster (HOST:PORT, ray://HOST:PORT or auto); without an "
+                          "address, on a local Ray (pip install -e '.[scale]')")
+    ing.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray (default 2)")
+    ing.add_argument("--ray-workers", type=int, help="model workers on Ray, one CPU each (default: one per CPU)")
     ing.set_defaults(run=_ingest)
 
     ask = sub.add_parser("ask", help="answer one question from the documents")
@@ -160,7 +165,17 @@ def _ingest(args, settings: Settings) -> int:
 
     # The console's documents (data/documents) are indexed beside the corpus, as the console does.
     folders = args.corpus or settings.corpus_dirs()
-    report = ingest(folders, settings)
+    if args.ray is not None:
+        from .ingest.ray_ingest import RayOptions, ingest_on_ray
+
+        if args.ray and args.ray_cpus is not None:
+            raise ValueError("--ray-cpus sizes a local Ray; a cluster at an address has its own")
+        options = RayOptions(address=args.ray or None, cpus=2 if args.ray_cpus is None else args.ray_cpus, workers=args.ray_workers)
+        report = ingest_on_ray(folders, settings, options)
+    elif args.ray_cpus is not None or args.ray_workers is not None:
+        raise ValueError("--ray-cpus and --ray-workers go with --ray")
+    else:
+        report = ingest(folders, settings)
     for item in report.skipped:
         print(f"warning: skipped {item.path}: {item.reason}", file=sys.stderr)
     for doc_id, note in report.notes:

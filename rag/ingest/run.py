@@ -47,8 +47,9 @@ class IngestReport:
 
 def ingest(corpus_dirs: Iterable[Path], settings: Settings,
            embedder_factory: Callable[[], Embedder] | None = None,
-           progress: bool | None = None) -> IngestReport:
-    """Index every readable document under corpus_dirs into settings.index_dir."""
+           progress: bool | None = None, make_rows: RowsMaker | None = None) -> IngestReport:
+    """Index every readable document under corpus_dirs into settings.index_dir; ``make_rows``
+    chunks and embeds the new documents elsewhere (a Ray cluster) instead of in this process."""
     corpus_dirs = [Path(d) for d in corpus_dirs]
     for folder in corpus_dirs:
         if not folder.is_dir():
@@ -60,7 +61,7 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
         raise CorpusError(f"no readable documents in {', '.join(map(str, corpus_dirs))}"
                           f"{' (' + reasons + ')' if reasons else ''}; the index was left as it was")
-    return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs)
+    return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs, make_rows=make_rows)
 
 
 def ocr_options(settings: Settings) -> OcrOptions | None:
@@ -98,7 +99,8 @@ def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None) -> tupl
 
 def build(documents: list[Document], settings: Settings, report: IngestReport | None = None,
           embedder_factory: Callable[[], Embedder] | None = None,
-          progress: bool | None = None, roots: Iterable[Path] = ()) -> IngestReport:
+          progress: bool | None = None, roots: Iterable[Path] = (),
+          make_rows: RowsMaker | None = None) -> IngestReport:
     """Build and atomically save an index of documents, re-embedding only what changed."""
     roots = [str(Path(r).resolve()) for r in roots]
     report = report or IngestReport()
@@ -118,7 +120,8 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
             report.seconds = time.perf_counter() - started
             return report
         embedder = factory() if plan or not reusable else None
-        chunks, vectors, sentences = _assemble(documents, reusable, plan, embedder, settings, report, progress)
+        chunks, vectors, sentences = _assemble(documents, reusable, plan, embedder, settings, report, progress,
+                                               make_rows)
         manifest = _manifest(embedder, reusable, chunking, documents, len(chunks), len(sentences.spans), roots)
         index = Index.build(manifest, {d.doc_id: d for d in documents}, chunks, vectors, sentences)
         report.version = index_store.save(index, settings.index_dir, base=base)
@@ -158,30 +161,93 @@ def _plan(documents, reusable, report, previous) -> set[str]:
     return todo
 
 
-def _assemble(documents, reusable, plan, embedder, settings, report, progress):
-    """Chunks, their vectors and their sentence table: reused rows for unchanged
-    documents, and one embedding pass over the new chunks (and their sentences)."""
+@dataclass(frozen=True)
+class DocumentRows:
+    """One new document's part of the index: its chunks, its answer sentences (spans of its
+    text), which of them each chunk holds (rows of ``spans``), and their vectors (float16)."""
+    doc_id: str
+    chunks: list[Chunk]
+    spans: list[tuple[int, int]]
+    per_chunk: list[list[int]]
+    chunk_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+    encoded: int  # chunks encoded on their own rather than pooled from their sentences
+
+
+# What turns new documents into their rows: the single process runs document_rows over all of
+# them, ``rag ingest --ray`` over batches on a Ray cluster (rag/ingest/ray_ingest.py).
+RowsMaker = Callable[[list[Document]], list[DocumentRows]]
+
+
+def document_rows(documents: list[Document], embedder: Embedder, settings: Settings,
+                  progress: bool | None = None) -> list[DocumentRows]:
+    """Chunk new documents, split them into sentences and embed both, in one embedding pass
+    (texts deduplicated and batched across the documents given)."""
     count = tiktoken_counter(settings.encoding)
+    chunks: list[Chunk] = []
+    spans: list[tuple[int, int]] = []
+    texts: list[str] = []
+    offsets, ids, bounds = [0], [], []
+    for doc in documents:
+        new = chunk_document(doc, count, settings.chunk_tokens, settings.chunk_overlap_tokens,
+                             hard_limit=embedder.overflow)
+        doc_spans, per_chunk = document_sentences(doc, new)
+        bounds.append((len(chunks), len(spans)))
+        base = len(spans)
+        chunks.extend(new)
+        spans.extend(doc_spans)
+        texts.extend(doc.text[a:b] for a, b in doc_spans)
+        for chunk_ids in per_chunk:
+            ids.extend(base + k for k in chunk_ids)
+            offsets.append(len(ids))
+    bounds.append((len(chunks), len(spans)))
+    matrix = np.zeros((len(chunks), embedder.dim), np.float16)
+    sentence_vectors = np.zeros((len(spans), embedder.dim), np.float16)
+    fresh_chunks = list(range(len(chunks)))
+    fresh_sentences = list(enumerate(texts))
+    encoded = fresh_chunks
+    if fresh_chunks:
+        if settings.chunk_vectors == "pooled" and getattr(embedder, "pools_means", False):
+            encoded = _embed_pooled(chunks, ids, offsets, fresh_chunks, fresh_sentences, embedder, settings,
+                                    matrix, sentence_vectors, progress)
+        else:
+            with _progress_bar(f"embedding {len(fresh_chunks)} chunks + {len(fresh_sentences)} sentences",
+                               len(fresh_chunks), progress, unit="chunk",
+                               texts=len(fresh_chunks) + len(fresh_sentences)) as tick:
+                matrix[fresh_chunks] = embed_all(embedder, [embedding_text(chunks[r]) for r in fresh_chunks],
+                                                 settings.batch_size, tick)
+                sentence_vectors[[j for j, _ in fresh_sentences]] = embed_all(
+                    embedder, [t for _, t in fresh_sentences], settings.batch_size, tick)
+    on_own = np.zeros(len(chunks), bool)
+    on_own[list(encoded)] = True
+    rows = []
+    for doc, (c0, s0), (c1, s1) in zip(documents, bounds, bounds[1:]):
+        per_chunk = [[j - s0 for j in ids[offsets[r]:offsets[r + 1]]] for r in range(c0, c1)]
+        rows.append(DocumentRows(doc.doc_id, chunks[c0:c1], spans[s0:s1], per_chunk, matrix[c0:c1],
+                                 sentence_vectors[s0:s1], int(on_own[c0:c1].sum())))
+    return rows
+
+
+def _assemble(documents, reusable, plan, embedder, settings, report, progress, make_rows: RowsMaker | None = None):
+    """Chunks, their vectors and their sentence table: reused rows for unchanged
+    documents, new rows (document_rows, or ``make_rows``) for the others."""
     dim = embedder.dim if embedder else reusable.manifest.dim
+    fresh = [doc for doc in documents if doc.doc_id in plan]
+    made = make_rows or (lambda docs: document_rows(docs, embedder, settings, progress))
+    new_rows = {r.doc_id: r for r in made(fresh)} if fresh else {}
     chunks: list[Chunk] = []
     vector_parts: list[np.ndarray] = []
-    fresh_chunks: list[int] = []  # rows of chunks to embed
     spans: list[tuple[int, int]] = []
-    sentence_parts: list[np.ndarray] = []  # vectors of sentence rows, in order (fresh ones zero)
-    fresh_sentences: list[tuple[int, str]] = []  # (sentence row, text) to embed
+    sentence_parts: list[np.ndarray] = []  # vectors of sentence rows, in order
     offsets, ids = [0], []
     for doc in documents:
         if doc.doc_id in plan:
-            new = chunk_document(doc, count, settings.chunk_tokens, settings.chunk_overlap_tokens,
-                                 hard_limit=embedder.overflow)
-            fresh_chunks.extend(range(len(chunks), len(chunks) + len(new)))
-            chunks.extend(new)
-            vector_parts.append(np.zeros((len(new), dim), np.float16))
-            doc_spans, per_chunk = document_sentences(doc, new)
-            base = len(spans)
-            fresh_sentences.extend((base + k, doc.text[a:b]) for k, (a, b) in enumerate(doc_spans))
-            spans.extend(doc_spans)
-            sentence_parts.append(np.zeros((len(doc_spans), dim), np.float16))
+            new = new_rows[doc.doc_id]
+            chunks.extend(new.chunks)
+            vector_parts.append(np.asarray(new.chunk_vectors, np.float16))
+            spans.extend(new.spans)
+            sentence_parts.append(np.asarray(new.sentence_vectors, np.float16))
+            per_chunk, base = new.per_chunk, len(spans) - len(new.spans)
         else:
             rows = reusable.chunks_of(doc.doc_id)
             # A title edited in the sidecar reaches the reused chunks too (citations show it).
@@ -200,22 +266,11 @@ def _assemble(documents, reusable, plan, embedder, settings, report, progress):
             offsets.append(len(ids))
     matrix = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dim), np.float16)
     sentence_vectors = np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dim), np.float16)
-    if fresh_chunks:
-        if settings.chunk_vectors == "pooled" and getattr(embedder, "pools_means", False):
-            encoded = _embed_pooled(chunks, ids, offsets, fresh_chunks, fresh_sentences, embedder, settings,
-                                    matrix, sentence_vectors, progress)
-        else:
-            encoded = fresh_chunks
-            with _progress_bar(f"embedding {len(fresh_chunks)} chunks + {len(fresh_sentences)} sentences",
-                               len(fresh_chunks), progress, unit="chunk",
-                               texts=len(fresh_chunks) + len(fresh_sentences)) as tick:
-                matrix[fresh_chunks] = embed_all(embedder, [embedding_text(chunks[r]) for r in fresh_chunks],
-                                                 settings.batch_size, tick)
-                sentence_vectors[[j for j, _ in fresh_sentences]] = embed_all(
-                    embedder, [t for _, t in fresh_sentences], settings.batch_size, tick)
-        report.embedded = len(fresh_chunks)
-        report.pooled = len(fresh_chunks) - len(encoded)
-        report.sentences_embedded = len(fresh_sentences)
+    made_rows = list(new_rows.values())
+    if any(r.chunks for r in made_rows):
+        report.embedded = sum(len(r.chunks) for r in made_rows)
+        report.pooled = report.embedded - sum(r.encoded for r in made_rows)
+        report.sentences_embedded = sum(len(r.spans) for r in made_rows)
     table = SentenceTable(np.array(spans, np.int64).reshape(-1, 2), sentence_vectors,
                           np.array(offsets, np.int64), np.array(ids, np.int64))
     return chunks, matrix, table
