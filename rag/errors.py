@@ -81,3 +81,7 @@ class SchemaVersionError(RagError):
 class PublishConflictError(RagError):
     """Another ingest published a build on top of the same one while this ingest ran (another
     machine sharing the index folder): this build is not published, the other one is served."""
+
+
+class RayIngestError(RagError):
+    """`rag ingest --ray`: Ray missing, a cluster out of reach, or workers lost beyond their retries."""

@@ -19,7 +19,8 @@ from rag.ingest.run import ingest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[scale]' (make test installs it)")
 
-from rag.ingest.ray_ingest import EmbedWorker, RayIngestError, RayOptions, ingest_on_ray  # noqa: E402
+from rag.errors import RayIngestError  # noqa: E402
+from rag.ingest.ray_ingest import EmbedWorker, RayOptions, ingest_on_ray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"

@@ -18,16 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
-from ..errors import RagError
+from ..errors import RayIngestError
 from ..types import Document
 from .embedding import load_embedder, resolve_precision, set_threads
 from .run import DocumentRows, IngestReport, document_rows, ingest
 
 INSTALL_HINT = "pip install -e '.[scale]'"
-
-
-class RayIngestError(RagError):
-    """Ray missing, a cluster out of reach, or workers lost beyond their retries."""
 
 
 @dataclass(frozen=True)
