@@ -203,15 +203,23 @@ def test_a_question_is_encoded_once_and_a_repeat_costs_nothing(pipeline, monkeyp
                        atol=1e-5)
 
 
-def test_a_sentence_in_two_documents_is_quoted_once_with_both_sources(tmp_path, embedder):
+def pipeline_over(tmp_path, embedder, files: dict[str, str]) -> Pipeline:
+    """A real index of these files (name -> text) in tmp_path, and the pipeline over it."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    shared = "Strike pay is $400 a week for members who complete four picket shifts."
-    (corpus / "strike-faq.md").write_text(f"# Strike FAQ\n\nWho can get it?\n\n{shared} Sign in with your captain.\n")
-    (corpus / "update-oct.md").write_text(f"# October update\n\nBargaining resumes Monday.\n\n{shared}\n")
+    for name, text in files.items():
+        (corpus / name).write_text(text)
     settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
     ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
-    answer = Pipeline(settings, embedder=embedder).ask("How much is strike pay?")
+    return Pipeline(settings, embedder=embedder)
+
+
+def test_a_sentence_in_two_documents_is_quoted_once_with_both_sources(tmp_path, embedder):
+    shared = "Strike pay is $400 a week for members who complete four picket shifts."
+    pipeline = pipeline_over(tmp_path, embedder, {
+        "strike-faq.md": f"# Strike FAQ\n\nWho can get it?\n\n{shared} Sign in with your captain.\n",
+        "update-oct.md": f"# October update\n\nBargaining resumes Monday.\n\n{shared}\n"})
+    answer = pipeline.ask("How much is strike pay?")
     quotes = [c for c in answer.citations if "$400" in c.quote]
     assert len(quotes) == 1 and answer.text.count("$400") == 1
     assert {quotes[0].doc_id, *(a.doc_id for a in quotes[0].also)} == {"strike-faq.md", "update-oct.md"}
@@ -220,19 +228,15 @@ def test_a_sentence_in_two_documents_is_quoted_once_with_both_sources(tmp_path, 
 
 
 def test_titles_headings_and_byline_lines_are_never_quoted(tmp_path, embedder):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "pay.md").write_text(
+    pipeline = pipeline_over(tmp_path, embedder, {
+        "pay.md":
         "# Strike Pay and Benefits\n\nStrike Pay and Benefits Update\n\nPosted October 3, 2026 by Communications Team\n\n"
         "Members who picket twenty hours a week receive $300 from the strike fund. "
-        "Health coverage continues through the end of the month.\n")
-    (corpus / "page.html").write_text(
+        "Health coverage continues through the end of the month.\n",
+        "page.html":
         "<html><head><title>Picket Schedule | Local 99</title></head><body><h1>Picket Schedule</h1>"
         "<p>Picket Schedule for the Oakland Clinic</p>"
-        "<p>Shifts run from 6 am to 10 am and from 3 pm to 7 pm every weekday.</p></body></html>")
-    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
-    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
-    pipeline = Pipeline(settings, embedder=embedder)
+        "<p>Shifts run from 6 am to 10 am and from 3 pm to 7 pm every weekday.</p></body></html>"})
     titles = {"strike pay and benefits", "strike pay and benefits update", "picket schedule",
               "picket schedule for the oakland clinic", "posted october 3, 2026 by communications team"}
     for question in ("strike pay and benefits update", "What is the picket schedule for the Oakland clinic?",
@@ -244,22 +248,18 @@ def test_titles_headings_and_byline_lines_are_never_quoted(tmp_path, embedder):
 def test_a_follow_up_is_searched_for_beside_the_previous_answer(tmp_path, embedder):
     """"and the next year?" shares no word with the passage that answers it; the answer the member
     just read does, so the follow-up is searched for beside it (but never answered with it again)."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "salary.md").write_text(
+    pipeline = pipeline_over(tmp_path, embedder, {
+        "salary.md":
         "# Article 24 Salary\n\nAll salary schedules go up 2% effective January 1, 2020. "
-        "Effective July 1, 2020, unit members receive a 3.5% increase on all schedules.\n")
-    (corpus / "calendar.md").write_text(
+        "Effective July 1, 2020, unit members receive a 3.5% increase on all schedules.\n",
+        "calendar.md":
         "# School calendar\n\nThe next school year starts on August 12. Next year the winter break "
-        "is two weeks long and the spring break is one week.\n")
-    (corpus / "retirees.md").write_text(
-        "# Retiree health\n\nHow much retirees pay toward health coverage rises next year, to 4% of the premium.\n")
-    (corpus / "talks.md").write_text(
+        "is two weeks long and the spring break is one week.\n",
+        "retirees.md":
+        "# Retiree health\n\nHow much retirees pay toward health coverage rises next year, to 4% of the premium.\n",
+        "talks.md":
         "# How the deal was reached\n\nThe deal came after a year of talks. In the first year of bargaining "
-        "the teams met twenty times, and the next year twelve times.\n")
-    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
-    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
-    pipeline = Pipeline(settings, embedder=embedder)
+        "the teams met twenty times, and the next year twelve times.\n"})
     history = turns([{"role": "user", "content": "what do we get in the first year of the deal"},
                      {"role": "assistant", "content": "All salary schedules go up 2% effective January 1, 2020. [1]"}])
     answer = pipeline.ask("and the next year?", history, top_k=1)
@@ -271,15 +271,11 @@ def test_a_follow_up_is_searched_for_beside_the_previous_answer(tmp_path, embedd
 
 
 def test_a_question_about_the_askers_own_record_is_refused_with_the_closest_passages(tmp_path, embedder):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "contract.md").write_text(
+    pipeline = pipeline_over(tmp_path, embedder, {
+        "contract.md":
         "# Article 12 Sick Leave\n\nEach full-time employee earns twelve sick days a year, credited monthly. "
         "Unused sick days carry over to the next year, up to ninety days.\n\n"
-        "# Article 5 Dues\n\nMembers pay dues of 1.5% of base pay, deducted from each paycheck.\n")
-    settings = Settings.from_env(environ={}, index_dir=tmp_path / "index", corpus_dir=corpus)
-    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
-    pipeline = Pipeline(settings, embedder=embedder)
+        "# Article 5 Dues\n\nMembers pay dues of 1.5% of base pay, deducted from each paycheck.\n"})
     for question in ("how many sick days do I have left this year?", "how much have I paid in dues so far?"):
         answer = pipeline.ask(question)
         assert answer.refused and answer.kind == Kind.NOT_FOUND and answer.related, question
