@@ -180,8 +180,8 @@ class Pipeline:
         # A follow-up is searched for beside the previous answer's passage, but read (ranked) as
         # the rewritten question alone, or the previous answer would simply be chosen again.
         near = previous_answer(history) if query != typed else ""
-        searched, searched_vector = (f"{query} {near}", retriever.embed_query(f"{query} {near}")) if near \
-            else (query, vector)
+        searched = f"{query} {near}" if near else query
+        searched_vector = retriever.embed_query(searched) if near else vector
         timings["embed"] = _ms(t)
         t = time.perf_counter()
         hits = retriever.search(searched, top_k or self.settings.top_k, vector=searched_vector)

@@ -5,13 +5,12 @@ from pathlib import Path
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..config import Settings
-from ..ingest.dates import display
 from ..pipeline import Pipeline
 from .catalog import MAX_QUERY, listings, newest_date
 from .sources import built_when, corpus_file, render_source
+from .templating import templates
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NOT_FOUND = "No such document."
@@ -28,10 +27,7 @@ def widget_csp(origins: tuple[str, ...]) -> str:
             f"frame-ancestors {frame_ancestors(origins)}")
 
 
-# Titles and file names are the uploaders' words: autoescaped, shown as text.
-_templates = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
-                         autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
-_templates.filters["day"] = display
+_templates = templates(Path(__file__).resolve().parent / "templates")
 
 SOURCE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
               "form-action 'none'; frame-ancestors 'self'")

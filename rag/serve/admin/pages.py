@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ...ingest.dates import display
+from ..templating import templates
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Only our own CSS and script; forms post only to us; no page may frame the console.
@@ -15,9 +14,7 @@ CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'se
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 
-_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
-                   trim_blocks=True, lstrip_blocks=True)
-_env.filters["day"] = display
+_env = templates(TEMPLATES)
 
 
 def render(name: str, code: int = 200, **context) -> HTMLResponse:

@@ -166,6 +166,17 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
             reindex(session.name)
         return RedirectResponse("/admin/documents", status_code=303)
 
+    def changed(session: Session, message: str, action: str, target: str, detail: str = "") -> RedirectResponse:
+        """A change made to the documents: said on the page, written to the audit log, re-indexed."""
+        staff.flash(session, message)
+        staff.log(session.name, action, target, detail)
+        reindex(session.name)
+        return RedirectResponse("/admin/documents", status_code=303)
+
+    def refused(session: Session, message: str) -> RedirectResponse:
+        staff.flash(session, message, ok=False)
+        return RedirectResponse("/admin/documents", status_code=303)
+
     @app.post("/documents/post")
     async def post(request: Request, session: Session = Depends(post_session)):
         form = await request.form()
@@ -174,12 +185,8 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
             path = library.post_update(settings, str(form.get("title", "")), str(form.get("date", "")),
                                        str(form.get("text", "")))
         except UploadError as exc:
-            staff.flash(session, f"The update was not posted: {exc}.", ok=False)
-            return RedirectResponse("/admin/documents", status_code=303)
-        staff.flash(session, f"Posted {path.name}.")
-        staff.log(session.name, "post", path.name, str(form.get("title", "")))
-        reindex(session.name)
-        return RedirectResponse("/admin/documents", status_code=303)
+            return refused(session, f"The update was not posted: {exc}.")
+        return changed(session, f"Posted {path.name}.", "post", path.name, str(form.get("title", "")))
 
     def located(doc_id: str) -> tuple[Path, Path]:
         """A live document's file and the corpus folder holding it, or UploadError."""
@@ -201,12 +208,9 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
             day = library.check_date(day) if day else ""
             library.set_labels(root, path.relative_to(root.resolve()).as_posix(), title, day)
         except UploadError as exc:
-            staff.flash(session, f"Nothing was changed: {exc}.", ok=False)
-            return RedirectResponse("/admin/documents", status_code=303)
-        staff.flash(session, f"Saved the title and date of {doc_id}.")
-        staff.log(session.name, "edit", doc_id, f"title {title!r}, date {day or 'from the document'}")
-        reindex(session.name)
-        return RedirectResponse("/admin/documents", status_code=303)
+            return refused(session, f"Nothing was changed: {exc}.")
+        return changed(session, f"Saved the title and date of {doc_id}.", "edit", doc_id,
+                       f"title {title!r}, date {day or 'from the document'}")
 
     @app.post("/documents/remove")
     async def remove(request: Request, session: Session = Depends(post_session)):
@@ -217,12 +221,8 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
             path, root = located(doc_id)
             library.remove(settings, [root], path, doc_id, pipeline.index.documents[doc_id].title, session.name)
         except UploadError as exc:
-            staff.flash(session, f"Nothing was removed: {exc}.", ok=False)
-            return RedirectResponse("/admin/documents", status_code=303)
-        staff.flash(session, f"Removed {doc_id} (kept in the trash below; it can be restored).")
-        staff.log(session.name, "remove", doc_id)
-        reindex(session.name)
-        return RedirectResponse("/admin/documents", status_code=303)
+            return refused(session, f"Nothing was removed: {exc}.")
+        return changed(session, f"Removed {doc_id} (kept in the trash below; it can be restored).", "remove", doc_id)
 
     @app.post("/documents/restore")
     async def restore(request: Request, session: Session = Depends(post_session)):
@@ -231,12 +231,8 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
         try:
             item = library.restore(settings, str(form.get("key", "")))
         except UploadError as exc:
-            staff.flash(session, f"Nothing was restored: {exc}.", ok=False)
-            return RedirectResponse("/admin/documents", status_code=303)
-        staff.flash(session, f"Restored {item.relative}.")
-        staff.log(session.name, "restore", item.doc_id)
-        reindex(session.name)
-        return RedirectResponse("/admin/documents", status_code=303)
+            return refused(session, f"Nothing was restored: {exc}.")
+        return changed(session, f"Restored {item.relative}.", "restore", item.doc_id)
 
     @app.post("/reindex")
     async def reindex_now(request: Request, session: Session = Depends(post_session)):
