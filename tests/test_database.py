@@ -3,6 +3,7 @@ while serving, a write that fails half way; and the settings that choose it."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,10 +14,13 @@ from sqlalchemy import text
 
 from rag.config import Settings
 from rag.errors import DatabaseUnavailableError
+from rag.serve.admin.accounts import open_staff
+from rag.serve.admin.routes import DATABASE_DOWN
 from rag.serve.feedback import open_store
 from tests.conftest import ROOT
 from tests.postgres import _free_port, running_server
 
+PASSWORD = "correct horse battery"
 QUESTION = "How many therapy appointments did Kaiser cancel during the 2022 strike?"
 
 
@@ -58,7 +62,7 @@ def own_postgres():
     yield from running_server()
 
 
-def test_database_down_while_serving_answers_go_on_and_votes_get_503(corpus_settings, pipeline, tmp_path,
+def test_database_down_while_serving_answers_go_on_votes_and_the_console_get_503(corpus_settings, pipeline, tmp_path,
                                                                     own_postgres):
     from rag.serve.server import create_app
 
@@ -73,6 +77,13 @@ def test_database_down_while_serving_answers_go_on_and_votes_get_503(corpus_sett
 
     before = client.post("/api/ask", json={"question": QUESTION}).json()
     assert vote(before).status_code == 200
+    open_staff(settings).add("alice", PASSWORD)
+    staff = TestClient(create_app(settings, pipeline), base_url="http://127.0.0.1")
+    form = re.search(r'name="token" value="([^"]+)"', staff.get("/admin/sign-in").text).group(1)
+    signed_in = staff.post("/admin/sign-in", data={"name": "alice", "password": PASSWORD, "token": form},
+                           follow_redirects=False)
+    assert signed_in.status_code == 303
+    newcomer = TestClient(create_app(settings, pipeline), base_url="http://127.0.0.1")  # not signed in
 
     own_postgres.stop()
     during = [client.post("/api/ask", json={"question": q})
@@ -85,9 +96,19 @@ def test_database_down_while_serving_answers_go_on_and_votes_get_503(corpus_sett
                                        "please try again in a few minutes."}
     with pytest.raises(DatabaseUnavailableError, match="RAG_DATABASE_URL"):
         open_store(settings).counts()
+    # The staff console says so on a page of its own (the progress poll in JSON), not a bare 500.
+    form = re.search(r'name="token" value="([^"]+)"', newcomer.get("/admin/sign-in").text).group(1)
+    attempt = newcomer.post("/admin/sign-in", data={"name": "alice", "password": PASSWORD, "token": form})
+    for page in (staff.get("/admin/documents"), attempt):
+        assert page.status_code == 503 and page.headers["retry-after"] == "60"
+        assert "database is unavailable just now" in page.text and "RAG_DATABASE_URL names" in page.text
+        assert "postgresql" not in page.text  # the setting's name, never its value
+    poll = staff.get("/admin/status.json")
+    assert poll.status_code == 503 and poll.json()["error"] == DATABASE_DOWN
 
     own_postgres.start()
     assert vote(during[0].json(), liked=True).status_code == 200  # the pool reconnects by itself
+    assert staff.get("/admin/documents").status_code == 200  # the session outlived the outage
     store = open_store(settings)
     assert store.counts() == {"likes": 1, "dislikes": 1, "unanswered": 0}  # nothing from the outage
     assert client.post("/api/ask", json={"question": "What is the capital of France?"}).status_code == 200

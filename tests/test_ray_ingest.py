@@ -20,7 +20,8 @@ from rag.ingest.run import ingest
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[scale]' (make test installs it)")
 
 from rag.errors import RayIngestError  # noqa: E402
-from rag.ingest.ray_ingest import EmbedWorker, RayOptions, ingest_on_ray  # noqa: E402
+from rag.ingest import loaders  # noqa: E402
+from rag.ingest.ray_ingest import EmbedWorker, RayOptions, ingest_on_ray, map_on_ray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -93,6 +94,50 @@ def test_shipped_corpus_gets_the_same_chunks_and_vectors_on_ray(local_ray, tmp_p
     assert_same_index(local, on_ray)
 
 
+def site_pages(folder: Path, n: int = 6) -> Path:
+    """A union site's pages (a header line shared by all of them: site chrome after the first), one
+    with a sidecar date, one retitled by the titles file, an empty file and a link out of the folder."""
+    folder.mkdir(parents=True)
+    for k in range(n):
+        (folder / f"update-{k}.html").write_text(
+            f"<html><head><title>Bargaining update {k} - Local 99</title></head><body>"
+            "<div>Local 99 | Members first since 1937</div>"
+            f"<main><h1>Update {k}</h1><p>Session {k} ended without a deal. Strike pay is ${100 + k} a day.</p>"
+            "</main></body></html>", encoding="utf-8")
+    (folder / ".dates.json").write_text('{"update-1.html": "2026-03-01"}', encoding="utf-8")
+    (folder / ".titles.json").write_text('{"update-2.html": "Second session"}', encoding="utf-8")
+    (folder / "empty.txt").write_text("", encoding="utf-8")
+    (folder / "passwd.txt").symlink_to("/etc/hostname")
+    return folder
+
+
+class DriverMustNotRead(Exception):
+    pass
+
+
+def test_files_are_read_on_the_workers_the_same_as_in_one_process(local_ray, tmp_path, embedder, monkeypatch):
+    corpus = site_pages(tmp_path / "site")
+    local = settings_in(tmp_path / "local")
+    local_report = ingest([corpus], local, embedder_factory=lambda: embedder, progress=False)
+
+    def refuse(*args, **kwargs):
+        raise DriverMustNotRead("the driver read a file")
+
+    # The workers import their own loaders: only this process is stopped from reading or parsing.
+    monkeypatch.setattr(loaders, "load_file", refuse)
+    monkeypatch.setattr(loaders, "_html_text", refuse)
+    on_ray = settings_in(tmp_path / "ray")
+    report = ingest_on_ray([corpus], on_ray, RayOptions(workers=2, read_batch=2), progress=False)
+    a, b = index_store.load(local.index_dir), index_store.load(on_ray.index_dir)
+    assert a.documents == b.documents  # text without the chrome, titles, dates and their sources
+    assert b.documents["update-1.html"].date == "2026-03-01"
+    assert b.documents["update-2.html"].title == "Second session"
+    assert "Members first" in b.documents["update-0.html"].text
+    assert "Members first" not in b.documents["update-3.html"].text
+    assert report.skipped == local_report.skipped and {s.path for s in report.skipped} == {"empty.txt", "passwd.txt"}
+    assert_same_index(a, b)
+
+
 def test_thousands_of_generated_documents_get_the_same_chunks_and_vectors_on_ray(local_ray, tmp_path, embedder):
     corpus = generate_corpus(tmp_path / "generated", 2000)
     local, on_ray, report = both_ways(corpus, tmp_path, embedder, RayOptions(workers=2, batch_size=64))
@@ -150,6 +195,29 @@ def test_workers_that_keep_dying_fail_the_ingest_and_leave_the_served_index(loca
     assert index_store.current_version(settings.index_dir) == served
     index = index_store.load(settings.index_dir)
     assert sorted(index.documents) == sorted(p.name for p in CORPUS.iterdir() if p.is_file())
+
+
+def dies_the_first_time(marker: Path) -> int:
+    if not marker.exists():
+        marker.write_text("killed")
+        os._exit(1)
+    return os.getpid()
+
+
+def always_dies(_: Path) -> int:
+    os._exit(1)
+
+
+def test_a_read_task_whose_worker_died_runs_again_elsewhere(local_ray, tmp_path):
+    markers = [tmp_path / f"marker-{k}" for k in range(6)]
+    pids = map_on_ray(ray, dies_the_first_time, markers, 2, RayOptions(read_batch=1))
+    assert all(m.exists() for m in markers) and len(pids) == 6
+    assert os.getpid() not in pids  # read on the workers, not here
+
+
+def test_read_tasks_that_keep_dying_fail_with_one_clear_error(local_ray, tmp_path):
+    with pytest.raises(RayIngestError, match=r"^the Ray ingest failed \(.*\); the index was left as it was$"):
+        map_on_ray(ray, always_dies, [tmp_path], 2, RayOptions(read_batch=1, retries=1))
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -9,9 +9,10 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnreadableDocumentError
 from ..types import Document, Heading, Page
@@ -350,9 +351,34 @@ def _pdf_title(text: str) -> str:
     return title[:200]
 
 
-def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | Skipped]:
-    """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why;
-    ``ocr`` reads PDF pages without a text layer (None: they are skipped with a warning)."""
+@dataclass(frozen=True)
+class FileTask:
+    """One file to read, with what its folder says about it: the sidecar date, the title from the
+    titles file, and the site chrome it shares with other pages (see ``_repeated_lines``). Reading
+    it needs nothing else, so tasks can be read anywhere the path is (``rag ingest --ray``)."""
+    root: Path
+    path: Path
+    date: str | None = None
+    title: str | None = None
+    repeated: frozenset[str] = frozenset()
+
+    @property
+    def doc_id(self) -> str:
+        return self.path.relative_to(self.root).as_posix()
+
+
+# A map that returns a list, in order: the builtin's by default, a Ray cluster's for `rag ingest --ray`.
+Mapper = Callable[[Callable[[Any], Any], list], list]
+
+
+def local_map(fn: Callable[[Any], Any], items: list) -> list:
+    return [fn(item) for item in items]
+
+
+def list_corpus(root: Path, mapper: Mapper = local_map) -> tuple[list[Skipped], list[FileTask]]:
+    """What walking root finds: files refused before reading (links out of the folder, loops) and
+    one task per file to read. The folder-wide work happens here, once: sidecar dates, titles, and
+    the lines many HTML pages share (their page lines read through ``mapper``)."""
     root = Path(root)
     real_root = root.resolve()
     sidecar = dates.read_sidecar(root)
@@ -361,11 +387,12 @@ def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | 
     files: list[Path] = []
     outside: list[Path] = []
     loops: list[Path] = []
+    refused: list[Skipped] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
         st = os.stat(dirpath)
         if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop: walk it once only
             dirnames[:] = []
-            yield Skipped(dirpath, "symlink loop (folder already visited)")
+            refused.append(Skipped(dirpath, "symlink loop (folder already visited)"))
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -383,32 +410,52 @@ def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | 
                 outside.append(path)
                 continue
             files.append(path)
-    for path in outside:
-        yield Skipped(path.relative_to(root).as_posix(), "links outside the corpus folder")
-    for path in loops:
-        yield Skipped(path.relative_to(root).as_posix(), "symlink loop (the link points back to itself)")
-    chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES])
+    refused += [Skipped(path.relative_to(root).as_posix(), "links outside the corpus folder") for path in outside]
+    refused += [Skipped(path.relative_to(root).as_posix(), "symlink loop (the link points back to itself)")
+                for path in loops]
+    chrome = _repeated_lines([f for f in files if f.suffix.lower() in HTML_SUFFIXES], mapper)
+    tasks = []
     for path in files:
-        item = _load_one(root, path, sidecar, chrome.get(path, frozenset()), ocr)
-        title = titles.get(path.relative_to(root).as_posix()) if isinstance(item, Loaded) else None
-        yield replace(item, document=replace(item.document, title=title)) if title else item
+        doc_id = path.relative_to(root).as_posix()
+        tasks.append(FileTask(root, path, sidecar.get(doc_id), titles.get(doc_id), chrome.get(path, frozenset())))
+    return refused, tasks
+
+
+def read_task(task: FileTask, ocr: OcrOptions | None = None) -> Loaded | Skipped:
+    """One listed file loaded, or skipped with why; the titles file's title wins over the file's own."""
+    item = _load_one(task, ocr)
+    if task.title and isinstance(item, Loaded):
+        return replace(item, document=replace(item.document, title=task.title))
+    return item
+
+
+def walk_corpus(root: Path, ocr: OcrOptions | None = None) -> Iterator[Loaded | Skipped]:
+    """Every supported file under root (a folder; ingest checks it exists), loaded or skipped with why;
+    ``ocr`` reads PDF pages without a text layer (None: they are skipped with a warning)."""
+    refused, tasks = list_corpus(root)
+    yield from refused
+    for task in tasks:
+        yield read_task(task, ocr)
 
 
 REPEATED_PAGES = 5  # a line on this many pages of a folder is site chrome there (kept on its first page)
 
 
-def _repeated_lines(pages: list[Path]) -> dict[Path, frozenset[str]]:
+def page_lines(page: Path) -> frozenset[str] | None:
+    """An HTML page's lines of text (None when it cannot be read: its own read says why)."""
+    try:
+        text, _ = _decode(page.read_bytes())
+        return frozenset(_html_text(text)[0].splitlines())
+    except (OSError, UnreadableDocumentError, ValueError, RecursionError):
+        return None
+
+
+def _repeated_lines(pages: list[Path], mapper: Mapper = local_map) -> dict[Path, frozenset[str]]:
     """For each HTML page, the lines it shares with REPEATED_PAGES+ pages of the folder,
     except on the first page that has them: site chrome is dropped, nothing is lost."""
     if len(pages) < REPEATED_PAGES:
         return {}
-    lines_of: dict[Path, set[str]] = {}
-    for page in pages:
-        try:
-            text, _ = _decode(page.read_bytes())
-            lines_of[page] = set(_html_text(text)[0].splitlines())
-        except (OSError, UnreadableDocumentError, ValueError, RecursionError):
-            continue
+    lines_of = {page: lines for page, lines in zip(pages, mapper(page_lines, pages)) if lines is not None}
     seen: dict[str, list[Path]] = {}
     for page, lines in lines_of.items():
         for line in lines:
@@ -418,13 +465,12 @@ def _repeated_lines(pages: list[Path]) -> dict[Path, frozenset[str]]:
             for page in lines_of}
 
 
-def _load_one(root: Path, path: Path, sidecar: dict[str, str] | None = None,
-              repeated: frozenset[str] = frozenset(), ocr: OcrOptions | None = None) -> Loaded | Skipped:
-    doc_id = path.relative_to(root).as_posix()
-    if path.suffix.lower() not in SUPPORTED:
-        return Skipped(doc_id, f"unsupported file type {path.suffix or '(none)'}")
+def _load_one(task: FileTask, ocr: OcrOptions | None = None) -> Loaded | Skipped:
+    doc_id = task.doc_id
+    if task.path.suffix.lower() not in SUPPORTED:
+        return Skipped(doc_id, f"unsupported file type {task.path.suffix or '(none)'}")
     try:
-        return load_file(path, doc_id, (sidecar or {}).get(doc_id), repeated, ocr)
+        return load_file(task.path, doc_id, task.date, task.repeated, ocr)
     except NoTextLayer as exc:
         return Skipped(doc_id, str(exc), exc.unread_scans)
     except UnreadableDocumentError as exc:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from . import index as index_store
 from .chunking import chunk_document
 from .embedding import Embedder, embed_all, embed_all_with_sums, load_embedder, tiktoken_counter
 from .index import Index, Manifest, SentenceTable
-from .loaders import Skipped, walk_corpus
+from .loaders import Mapper, Skipped, list_corpus, local_map, read_task
 from .ocr import INSTALL_HINT, OcrOptions
 from .sentences import document_sentences
 
@@ -47,14 +48,13 @@ class IngestReport:
 
 def ingest(corpus_dirs: Iterable[Path], settings: Settings,
            embedder_factory: Callable[[], Embedder] | None = None,
-           progress: bool | None = None, make_rows: RowsMaker | None = None) -> IngestReport:
-    """Index every readable document under corpus_dirs into settings.index_dir; ``make_rows``
-    chunks and embeds the new documents elsewhere (a Ray cluster) instead of in this process."""
-    corpus_dirs = [Path(d) for d in corpus_dirs]
-    for folder in corpus_dirs:
-        if not folder.is_dir():
-            raise CorpusError(f"corpus folder {folder} not found; the index was left as it was")
-    documents, report = _collect(corpus_dirs, ocr_options(settings))
+           progress: bool | None = None, make_rows: RowsMaker | None = None,
+           read_map: Mapper = local_map) -> IngestReport:
+    """Index every readable document under corpus_dirs into settings.index_dir. ``read_map`` reads
+    the files and ``make_rows`` chunks and embeds the new documents elsewhere (a Ray cluster)
+    instead of in this process."""
+    corpus_dirs = check_folders(corpus_dirs)
+    documents, report = _collect(corpus_dirs, ocr_options(settings), read_map)
     if not documents:
         # Most likely a wrong path or a failed copy: replacing a working index
         # with an empty one would lose everything members can ask about.
@@ -64,6 +64,15 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
     return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs, make_rows=make_rows)
 
 
+def check_folders(corpus_dirs: Iterable[Path]) -> list[Path]:
+    """The corpus folders as paths, or CorpusError naming the first that is not a folder."""
+    corpus_dirs = [Path(d) for d in corpus_dirs]
+    for folder in corpus_dirs:
+        if not folder.is_dir():
+            raise CorpusError(f"corpus folder {folder} not found; the index was left as it was")
+    return corpus_dirs
+
+
 def ocr_options(settings: Settings) -> OcrOptions | None:
     """How this ingest reads scanned PDF pages; None when RAG_OCR is off."""
     if not settings.ocr:
@@ -71,11 +80,15 @@ def ocr_options(settings: Settings) -> OcrOptions | None:
     return OcrOptions(settings.data_dir / "ocr-cache", settings.ocr_max_pages, settings.ocr_timeout_s)
 
 
-def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None) -> tuple[list[Document], IngestReport]:
+def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None,
+             read_map: Mapper = local_map) -> tuple[list[Document], IngestReport]:
     report, docs = IngestReport(), {}
     unread = 0  # scanned pages left unread because tesseract is missing: one line says how to read them
-    for root in corpus_dirs:
-        for item in walk_corpus(Path(root), ocr):
+    listed = [(root, *list_corpus(Path(root), read_map)) for root in corpus_dirs]
+    # One read over every folder's files: a cluster gets all of them at once.
+    read = iter(read_map(partial(read_task, ocr=ocr), [task for _, _, tasks in listed for task in tasks]))
+    for root, refused, tasks in listed:
+        for item in [*refused, *(next(read) for _ in tasks)]:
             unread += item.unread_scans
             if isinstance(item, Skipped):
                 report.skipped.append(item)

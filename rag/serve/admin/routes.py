@@ -10,6 +10,7 @@ a session (pages redirect to sign-in, forms get 401 JSON), and every form a one-
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...config import Settings
-from ...errors import StaffError, UploadError
+from ...errors import DatabaseUnavailableError, StaffError, UploadError
 from ...pipeline import Pipeline
 from ..feedback import FeedbackStore
 from ..sources import corpus_file
@@ -32,6 +33,11 @@ COOKIE = "rag_staff"
 PRE_COOKIE = "rag_staff_pre"  # the sign-in form's own token (a login CSRF guard)
 UPLOAD_PATH = "/admin/documents/upload"
 MAX_FILES = 20
+DATABASE_DOWN = ("The console's database is unavailable just now, so nobody can sign in and nothing can be "
+                 "changed; nothing was changed. Members' questions are still answered. Try again in a few "
+                 "minutes; if it lasts, check the database server that RAG_DATABASE_URL names.")
+
+log = logging.getLogger(__name__)
 
 
 class SignInRequired(Exception):
@@ -58,6 +64,16 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
         return render("message.html", 403, title="Form refused",
                       message="This form was already sent, has expired, or did not come from this console. "
                               "Nothing was changed. Open the page again and repeat what you did.")
+
+    @app.exception_handler(DatabaseUnavailableError)
+    async def _database_down(request: Request, exc: DatabaseUnavailableError):
+        log.warning("%s on %s", exc, request.url.path)
+        if request.url.path.endswith(".json"):  # the page's progress poll
+            response = JSONResponse({"error": DATABASE_DOWN}, status_code=503)
+        else:
+            response = render("message.html", 503, title="Database unavailable", message=DATABASE_DOWN)
+        response.headers["Retry-After"] = "60"
+        return response
 
     def page_session(request: Request) -> Session:
         session = staff.session(request.cookies.get(COOKIE))
