@@ -379,7 +379,9 @@ def test_upload_post_edit_remove_restore_reach_the_chat(server, settings, tmp_pa
     wait_reindexed(c)
     edited = ask(c, SAVE_DATE)["citations"][0]
     assert edited["title"] == "Rally at the Oakridge hall" and edited["date"] == "2026-09-08"
-    assert "Sep 8, 2026" in c.get("/admin/documents", params={"q": "oakridge"}).text
+    # The title search is the public page's: every word, in any order.
+    assert "Sep 8, 2026" in c.get("/admin/documents", params={"q": "hall OAKRIDGE"}).text
+    assert "Sep 8, 2026" not in c.get("/admin/documents", params={"q": "oakridge picnic"}).text
 
     r = c.post("/admin/documents/remove", data={"token": fresh_token(c), "doc_id": doc_id})
     assert r.status_code == 303

@@ -18,12 +18,16 @@ class Listing:
     href: str  # where a member opens it: the PDF itself, else its text on our origin
 
 
-def listings(documents: Mapping[str, Document], query: str = "") -> list[Listing]:
-    """Documents whose title (or file name) holds every word of ``query``, newest first; undated ones
-    last, by title."""
+def matches(query: str, title: str, doc_id: str) -> bool:
+    """The title search, here and in the staff console: every word of ``query`` is in the
+    title or the file name, in any order and case."""
     words = query[:MAX_QUERY].casefold().split()
-    found = [d for d in documents.values()
-             if all(w in f"{d.title} {d.doc_id}".casefold() for w in words)]
+    return all(w in f"{title} {doc_id}".casefold() for w in words)
+
+
+def listings(documents: Mapping[str, Document], query: str = "") -> list[Listing]:
+    """Documents that ``matches`` the query, newest first; undated ones last, by title."""
+    found = [d for d in documents.values() if matches(query, d.title, d.doc_id)]
     dated = sorted((d for d in found if d.date), key=lambda d: (d.date, d.title), reverse=True)
     undated = sorted((d for d in found if not d.date), key=lambda d: d.title.casefold())
     return [Listing(d.title, d.date, document_url(d.doc_id)) for d in dated + undated]

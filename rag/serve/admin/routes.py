@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from ...config import Settings
 from ...errors import DatabaseUnavailableError, StaffError, UploadError
 from ...pipeline import Pipeline
+from ..catalog import matches
 from ..feedback import FeedbackStore
 from ..sources import corpus_file
 from . import library, questions
@@ -153,9 +154,7 @@ def admin_app(settings: Settings, pipeline: Pipeline, staff: StaffStore, feedbac
     @app.get("/documents")
     def documents(q: str = "", session: Session = Depends(page_session)):
         rows = document_rows(settings, pipeline, reindexer.status())
-        if q.strip():
-            needle = q.strip().casefold()
-            rows = [r for r in rows if needle in r["title"].casefold() or needle in r["doc_id"].casefold()]
+        rows = [r for r in rows if matches(q, r["title"], r["doc_id"])]
         return render("documents.html", **base(session, rows=rows, q=q, trash=library.trash(settings),
                                                max_mb=settings.max_upload_mb, built=pipeline.index.manifest.built_at))
 
