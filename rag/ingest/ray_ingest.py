@@ -2,8 +2,8 @@
 
 This process only lists the folders (``loaders.list_corpus``: names, sidecars, titles). Ray Data
 tasks read the files (``loaders.read_task``, as a local ingest does; the pages whose shared lines
-mark site chrome are read there too), and then hands the new documents, in batches, to a fixed
-pool of actors, each holding one model and running ``run.document_rows``, the rule the
+mark site chrome are read there too). Ray Data then hands the new documents, in batches, to a
+fixed pool of actors, each holding one model and running ``run.document_rows``, the rule the
 single-process ingest runs. This process gathers the documents and rows and builds, checks and
 publishes the index exactly as a local ingest does (the IVF coarse quantiser trained on a sample,
 the crash-safe publish). Every node must see the corpus folders at the same path (a shared file
