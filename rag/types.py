@@ -101,6 +101,12 @@ class Document:
     headings: tuple[Heading, ...] = ()  # in text order
     date: str | None = None  # ISO date (YYYY-MM-DD) the document states or carries; None when unknown
     date_source: str = ""  # where the date came from, e.g. "<time> tag", "dated line", "file name"
+    # What reading it depended on, hashed (its bytes, sidecar date, title, site chrome, how files are
+    # read): a re-ingest takes a document whose key is unchanged from the last build without reading
+    # it, with what that read warned about, so the warnings are said again.
+    read_key: str = ""
+    read_note: str = ""
+    unread_scans: int = 0  # pages without a text layer left unread for want of OCR
 
     def page_at(self, offset: int) -> int | None:
         for page in self.pages:

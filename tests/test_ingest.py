@@ -85,6 +85,46 @@ def test_reingest_is_incremental(tmp_path, corpus):
     assert model.embedded == third.embedded + third.sentences_embedded  # chunks and sentences, nothing else
 
 
+def test_a_reingest_reads_only_the_files_whose_reading_changed(tmp_path, corpus, monkeypatch):
+    """Unchanged files come from the live build unread, with their read's warnings said again; a
+    changed file, sidecar date or title is read again, and a new way of reading reads every file."""
+    from rag.ingest import loaders, run
+
+    text_pdf(corpus / "contract.pdf", ["Article 1 Wages\nThe wage rises 3% on July 1 of each year."])
+    (corpus / "notice.txt").write_bytes("Caf\xe9 hall strike notice: pickets start Monday.".encode("cp1252"))
+    settings, model = settings_for(tmp_path), CountingEmbedder()
+    first = ingest([corpus], settings, lambda: model)
+    warning = ("notice.txt", "not valid UTF-8; decoded as Windows-1252")
+    assert warning in first.notes
+    read: list[str] = []
+    real = loaders.load_file
+
+    def counting(path, *args, **kwargs):
+        read.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(loaders, "load_file", counting)
+    again = ingest([corpus], settings, lambda: model)
+    assert read == [] and again.version == first.version and len(again.unchanged) == 4
+    assert warning in again.notes
+
+    (corpus / "kaiser-clinicians-strike-2022.txt").write_text("Kaiser settled. The strike is over.")
+    (corpus / ".dates.json").write_text('{"contract.pdf": "2026-07-01"}')
+    (corpus / ".titles.json").write_text('{"notice.txt": "Cafe hall notice"}')
+    (corpus / "new.md").write_text("# Picket schedule\nPickets run from 7 to 11 every weekday.")
+    third = ingest([corpus], settings, lambda: model)
+    assert sorted(read) == ["contract.pdf", "kaiser-clinicians-strike-2022.txt", "new.md", "notice.txt"]
+    assert third.updated == ["kaiser-clinicians-strike-2022.txt"] and third.added == ["new.md"]
+    built = index_store.load(settings.index_dir).documents
+    assert built["contract.pdf"].date == "2026-07-01" and built["notice.txt"].title == "Cafe hall notice"
+    assert built["kaiser-clinicians-strike-2022.txt"].text == "Kaiser settled. The strike is over."
+
+    read.clear()
+    monkeypatch.setattr(run, "TEXT_VERSION", run.TEXT_VERSION + 1)  # the loaders changed: read everything
+    ingest([corpus], settings, lambda: model)
+    assert sorted(read) == sorted(p.name for p in corpus.iterdir() if not p.name.startswith("."))
+
+
 def test_sentences_are_stored_at_ingest_and_reused(tmp_path, corpus):
     """The answerer's sentences, their vectors and the idf table come from the index, built once."""
     import numpy as np

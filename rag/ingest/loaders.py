@@ -421,6 +421,17 @@ def list_corpus(root: Path, mapper: Mapper = local_map) -> tuple[list[Skipped], 
     return refused, tasks
 
 
+def file_key(task: FileTask, reading: str) -> str | None:
+    """What reading this file depends on, hashed: its bytes, what its folder says about it, and
+    ``reading`` (how files are read: loader version, libraries, OCR). None when it cannot be read."""
+    try:
+        digest = hashlib.sha256(task.path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    parts = [digest, task.date or "", task.title or "", *sorted(task.repeated), reading]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def read_task(task: FileTask, ocr: OcrOptions | None = None) -> Loaded | Skipped:
     """One listed file loaded, or skipped with why; the titles file's title wins over the file's own."""
     item = _load_one(task, ocr)

@@ -1,6 +1,7 @@
 """Ingest: load a corpus, reuse what is unchanged, embed the rest, save atomically."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -20,8 +21,8 @@ from . import index as index_store
 from .chunking import chunk_document
 from .embedding import Embedder, embed_all, embed_all_with_sums, load_embedder, tiktoken_counter
 from .index import Index, Manifest, SentenceTable
-from .loaders import Mapper, Skipped, list_corpus, local_map, read_task
-from .ocr import INSTALL_HINT, OcrOptions
+from .loaders import FileTask, Loaded, Mapper, Skipped, file_key, list_corpus, local_map, read_task
+from .ocr import INSTALL_HINT, OcrOptions, engine as ocr_engine
 from .sentences import document_sentences
 
 
@@ -54,7 +55,7 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
     the files and ``make_rows`` chunks and embeds the new documents elsewhere (a Ray cluster)
     instead of in this process."""
     corpus_dirs = check_folders(corpus_dirs)
-    documents, report = _collect(corpus_dirs, ocr_options(settings), read_map)
+    documents, report = _collect(corpus_dirs, ocr_options(settings), read_map, _previous(settings))
     if not documents:
         # Most likely a wrong path or a failed copy: replacing a working index
         # with an empty one would lose everything members can ask about.
@@ -80,15 +81,34 @@ def ocr_options(settings: Settings) -> OcrOptions | None:
     return OcrOptions(settings.data_dir / "ocr-cache", settings.ocr_max_pages, settings.ocr_timeout_s)
 
 
-def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None,
-             read_map: Mapper = local_map) -> tuple[list[Document], IngestReport]:
+def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None, read_map: Mapper = local_map,
+             previous: Index | None = None) -> tuple[list[Document], IngestReport]:
+    """Every document of the folders: read, or taken from ``previous`` (the live build) when what
+    reading it depends on is unchanged (``loaders.file_key``), so a re-ingest parses only what changed."""
     report, docs = IngestReport(), {}
     unread = 0  # scanned pages left unread because tesseract is missing: one line says how to read them
     listed = [(root, *list_corpus(Path(root), read_map)) for root in corpus_dirs]
+    tasks = [task for _, _, folder_tasks in listed for task in folder_tasks]
+    keys = read_map(partial(file_key, reading=reading_fingerprint(ocr)), tasks)
+    built = {d.source: d for d in previous.documents.values() if d.read_key} if previous else {}
+    kept = {task.path: built[str(task.path)] for task, key in zip(tasks, keys)
+            if key and str(task.path) in built and built[str(task.path)].read_key == key}
     # One read over every folder's files: a cluster gets all of them at once.
-    read = iter(read_map(partial(read_task, ocr=ocr), [task for _, _, tasks in listed for task in tasks]))
-    for root, refused, tasks in listed:
-        for item in [*refused, *(next(read) for _ in tasks)]:
+    read = iter(read_map(partial(read_task, ocr=ocr), [task for task in tasks if task.path not in kept]))
+    key_of = dict(zip((task.path for task in tasks), keys))
+
+    def loaded(task: FileTask) -> Loaded | Skipped:
+        if task.path in kept:
+            doc = kept[task.path]
+            return Loaded(replace(doc, doc_id=task.doc_id), doc.read_note, doc.unread_scans)
+        item, key = next(read), key_of[task.path]
+        if not key or not isinstance(item, Loaded):
+            return item
+        return replace(item, document=replace(item.document, read_key=key, read_note=item.note,
+                                              unread_scans=item.unread_scans))
+
+    for root, refused, folder_tasks in listed:
+        for item in [*refused, *map(loaded, folder_tasks)]:
             unread += item.unread_scans
             if isinstance(item, Skipped):
                 report.skipped.append(item)
@@ -359,6 +379,18 @@ def _chunking_settings(settings: Settings) -> dict:
 # 2 = rebuilt PDF paragraphs, HTML main content, heading paths, dates; 3 = PDF text from PDFium;
 # 4 = scanned PDF pages read by OCR, Word .docx.
 TEXT_VERSION = 4
+
+
+def reading_fingerprint(ocr: OcrOptions | None) -> str:
+    """How files are read, for ``loaders.file_key``: the loaders' version (TEXT_VERSION), the
+    libraries that parse files, and OCR (off, or tesseract's version and languages, the page limit
+    and timeout). A change to any of them reads every file again."""
+    libraries = {p: version(p) for p in ("pypdf", "pypdfium2", "beautifulsoup4", "python-docx") if _installed(p)}
+    engine = ocr_engine() if ocr is not None else None
+    reading = {"text": TEXT_VERSION, "libraries": libraries,
+               "ocr": None if ocr is None else [ocr.max_pages, ocr.timeout_s,
+                                                 engine and [engine.version, list(engine.languages)]]}
+    return json.dumps(reading, sort_keys=True)
 
 
 def _installed(package: str) -> bool:
