@@ -126,3 +126,26 @@ def test_without_tesseract_pages_are_skipped_and_one_line_says_how_to_read_them(
     assert [s.path for s in report.skipped] == ["all.pdf"]
     hints = [note for doc_id, note in report.notes if "install tesseract-ocr" in note]
     assert hints == [f"4 scanned pages left unread: {ocr.INSTALL_HINT}"]
+
+
+def test_a_file_whose_page_timed_out_is_read_again_by_the_next_ingest(tmp_path, monkeypatch):
+    from rag.ingest import loaders
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    scanned_pdf(corpus / "slow.pdf", PAGES, scanned={2})
+    (corpus / "notes.txt").write_text("Pickets meet at the north gate at 7 am.")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", data_dir=tmp_path / "data",
+                        ocr_timeout_s=0.01)
+    first = ingest([corpus], settings, progress=False)
+    assert any("OCR took over 0.01s" in note for _, note in first.notes)
+    read: list[str] = []
+    real = loaders.load_file
+
+    def counting(path, *args, **kwargs):
+        read.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(loaders, "load_file", counting)
+    ingest([corpus], settings, progress=False)
+    assert read == ["slow.pdf"]  # tried again (a busy moment may have cost the page); notes.txt was kept

@@ -43,6 +43,9 @@ class Loaded:
     document: Document
     note: str = ""  # e.g. a decoding fallback worth telling the user about
     unread_scans: int = 0  # pages without a text layer left unread: no OCR here (see ocr.INSTALL_HINT)
+    # False when part of the file went unread for a passing reason (OCR ran out of time on a page):
+    # the next ingest reads it again rather than taking this read from the build.
+    final: bool = True
 
 
 class NoTextLayer(UnreadableDocumentError):
@@ -68,17 +71,19 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
     headings: tuple[Heading, ...] = ()
     found: tuple[str | None, str] = (None, "")
     unread = 0
+    final = True
     if suffix in PDF_SUFFIXES:
-        text, pages, title, meta_date, empty, ocr_notes, unread = _read_pdf(path, digest, ocr)
+        pdf = _read_pdf(path, digest, ocr)
+        text, pages, title, empty, unread, final = pdf.text, pdf.pages, pdf.title, pdf.empty, pdf.unread, pdf.final
         if empty:
             notes.append(f"page{'s' if len(empty) > 1 else ''} {page_ranges(empty)} of {path.name} "
                          "ha{} no text layer (scanned?); {} skipped".format(
                              "ve" if len(empty) > 1 else "s", "they were" if len(empty) > 1 else "it was"))
-        notes.extend(ocr_notes)
+        notes.extend(pdf.notes)
         headings = text_headings(text)
         title = title or _pdf_title(text) or re.sub(r"[_-]+", " ", path.stem)
         found = _first_date((dates.dated_line(text), "dated line"), (dates.from_file_name(path.name), "file name"),
-                            (meta_date, "PDF metadata"))
+                            (pdf.meta_date, "PDF metadata"))
     elif suffix in WORD_SUFFIXES:
         word = read_docx(path)
         text, headings = word.text, word.headings
@@ -106,7 +111,7 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
         found = (date, "sidecar " + dates.SIDECAR)
     doc = Document(doc_id=doc_id, title=title or doc_id, text=text, content_hash=digest, pages=pages,
                    source=str(path), headings=headings, date=found[0], date_source=found[1] if found[0] else "")
-    return Loaded(doc, "; ".join(notes), unread)
+    return Loaded(doc, "; ".join(notes), unread, final)
 
 
 def _first_date(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
@@ -278,12 +283,21 @@ def _html_meta_date(soup) -> tuple[str | None, str]:
     return iso, f"<meta {key}>"
 
 
-def _read_pdf(path: Path, digest: str, options: OcrOptions | None
-              ) -> tuple[str, tuple[Page, ...], str, str | None, list[int], list[str], int]:
-    """Rebuilt text (see pdftext), page spans, a metadata title unless it is a file name,
-    the metadata date, the pages left without text, OCR's warnings, and how many pages were
-    left unread for want of OCR. Pages without a text layer are read by OCR when ``options``
-    is given and tesseract is installed.
+@dataclass(frozen=True)
+class PdfRead:
+    text: str  # rebuilt (see pdftext)
+    pages: tuple[Page, ...]
+    title: str  # the metadata title, unless it is a file name
+    meta_date: str | None
+    empty: list[int]  # pages left without text
+    notes: list[str]  # OCR's warnings
+    unread: int  # pages left unread for want of OCR
+    final: bool  # False when OCR ran out of time on a page (see Loaded.final)
+
+
+def _read_pdf(path: Path, digest: str, options: OcrOptions | None) -> PdfRead:
+    """A PDF's text and what reading it found. Pages without a text layer are read by OCR when
+    ``options`` is given and tesseract is installed.
 
     pypdf opens the file (its errors say what is wrong: a password, a damaged file) and reads
     the metadata; PDFium reads the text, which pypdf splits inside words (see pdftext)."""
@@ -311,9 +325,10 @@ def _read_pdf(path: Path, digest: str, options: OcrOptions | None
     read: dict[int, str] = {}
     notes: list[str] = []
     unread = 0
+    timed_out: tuple[int, ...] = ()
     if empty and options is not None and (engine := ocr.engine()) is not None and engine.languages:
         result = ocr.read_pages(path, empty, digest, options)
-        read, notes = result.texts, list(result.notes)
+        read, notes, timed_out = result.texts, list(result.notes), result.timed_out
         texts = [read.get(n, t) for n, t in enumerate(texts, start=1)]
         if read:
             notes.insert(0, f"page{'s' if len(read) > 1 else ''} {page_ranges(sorted(read))} of {path.name} "
@@ -330,7 +345,7 @@ def _read_pdf(path: Path, digest: str, options: OcrOptions | None
     # Word processors write the source file's name as the title ("Table of Contents_updated.pdf").
     if _FILE_NAME.search(meta_title) or not re.search(r"[A-Za-z]{3}", meta_title):
         meta_title = ""
-    return rebuilt.text, pages, meta_title, meta_date, empty, notes, unread
+    return PdfRead(rebuilt.text, pages, meta_title, meta_date, empty, notes, unread, not timed_out)
 
 
 _TOC_ENTRY = re.compile(r"(\.\s?){4,}\s*[0-9ivxlc]+\s*$", re.I)

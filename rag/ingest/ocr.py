@@ -61,6 +61,7 @@ class OcrOptions:
 class OcrPages:
     texts: dict[int, str]  # page number (1-based) -> its OCR text, for the pages it could read
     notes: tuple[str, ...]  # warnings: pages over the limit, timeouts, unreadable pages
+    timed_out: tuple[int, ...] = ()  # pages OCR ran out of time on: not cached, tried again next ingest
 
 
 @functools.cache
@@ -157,7 +158,7 @@ def read_pages(path: Path, numbers: list[int], digest: str, options: OcrOptions)
         notes.append(f"OCR could not read page{'s' if len(unreadable) > 1 else ''} {page_ranges(unreadable)} "
                      f"(its words came out as noise: a language tesseract has no data for here, which reads "
                      f"{langs}, or a picture or a poor scan); skipped")
-    return OcrPages(texts, tuple(notes))
+    return OcrPages(texts, tuple(notes), tuple(timed_out))
 
 
 def _read_one(document, number: int, recognize: Recognizer, languages: str, timeout_s: float) -> str | None:

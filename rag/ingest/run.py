@@ -102,7 +102,7 @@ def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None, read_ma
             doc = kept[task.path]
             return Loaded(replace(doc, doc_id=task.doc_id), doc.read_note, doc.unread_scans)
         item, key = next(read), key_of[task.path]
-        if not key or not isinstance(item, Loaded):
+        if not key or not isinstance(item, Loaded) or not item.final:
             return item
         return replace(item, document=replace(item.document, read_key=key, read_note=item.note,
                                               unread_scans=item.unread_scans))
