@@ -108,6 +108,22 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture
+def files_read(monkeypatch) -> list[str]:
+    """The names of the files ingest reads from here on, in order (the loader, counting)."""
+    from rag.ingest import loaders
+
+    read: list[str] = []
+    real = loaders.load_file
+
+    def counting(path, *args, **kwargs):
+        read.append(path.name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(loaders, "load_file", counting)
+    return read
+
+
 @pytest.fixture(scope="session")
 def union_site(tmp_path_factory):
     """The site allowed to embed the widget."""

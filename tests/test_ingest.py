@@ -85,10 +85,10 @@ def test_reingest_is_incremental(tmp_path, corpus):
     assert model.embedded == third.embedded + third.sentences_embedded  # chunks and sentences, nothing else
 
 
-def test_a_reingest_reads_only_the_files_whose_reading_changed(tmp_path, corpus, monkeypatch):
+def test_a_reingest_reads_only_the_files_whose_reading_changed(tmp_path, corpus, monkeypatch, request):
     """Unchanged files come from the live build unread, with their read's warnings said again; a
     changed file, sidecar date or title is read again, and a new way of reading reads every file."""
-    from rag.ingest import loaders, run
+    from rag.ingest import run
 
     text_pdf(corpus / "contract.pdf", ["Article 1 Wages\nThe wage rises 3% on July 1 of each year."])
     (corpus / "notice.txt").write_bytes("Caf\xe9 hall strike notice: pickets start Monday.".encode("cp1252"))
@@ -96,14 +96,7 @@ def test_a_reingest_reads_only_the_files_whose_reading_changed(tmp_path, corpus,
     first = ingest([corpus], settings, lambda: model)
     warning = ("notice.txt", "not valid UTF-8; decoded as Windows-1252")
     assert warning in first.notes
-    read: list[str] = []
-    real = loaders.load_file
-
-    def counting(path, *args, **kwargs):
-        read.append(path.name)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(loaders, "load_file", counting)
+    read = request.getfixturevalue("files_read")  # counted from here on
     again = ingest([corpus], settings, lambda: model)
     assert read == [] and again.version == first.version and len(again.unchanged) == 4
     assert warning in again.notes

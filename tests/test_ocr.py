@@ -128,9 +128,7 @@ def test_without_tesseract_pages_are_skipped_and_one_line_says_how_to_read_them(
     assert hints == [f"4 scanned pages left unread: {ocr.INSTALL_HINT}"]
 
 
-def test_a_file_whose_page_timed_out_is_read_again_by_the_next_ingest(tmp_path, monkeypatch):
-    from rag.ingest import loaders
-
+def test_a_file_whose_page_timed_out_is_read_again_by_the_next_ingest(tmp_path, request):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     scanned_pdf(corpus / "slow.pdf", PAGES, scanned={2})
@@ -139,13 +137,6 @@ def test_a_file_whose_page_timed_out_is_read_again_by_the_next_ingest(tmp_path, 
                         ocr_timeout_s=0.01)
     first = ingest([corpus], settings, progress=False)
     assert any("OCR took over 0.01s" in note for _, note in first.notes)
-    read: list[str] = []
-    real = loaders.load_file
-
-    def counting(path, *args, **kwargs):
-        read.append(path.name)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(loaders, "load_file", counting)
+    read = request.getfixturevalue("files_read")  # counted from here on
     ingest([corpus], settings, progress=False)
     assert read == ["slow.pdf"]  # tried again (a busy moment may have cost the page); notes.txt was kept
