@@ -105,7 +105,7 @@ class Document:
     # read): a re-ingest takes a document whose key is unchanged from the last build without reading
     # it, with what that read warned about, so the warnings are said again.
     read_key: str = ""
-    read_note: str = ""
+    read_note: str = ""  # the read's warnings, e.g. a decoding fallback or pages OCR could not read
     unread_scans: int = 0  # pages without a text layer left unread for want of OCR
 
     def page_at(self, offset: int) -> int | None:

@@ -41,11 +41,19 @@ class Skipped:
 @dataclass(frozen=True)
 class Loaded:
     document: Document
-    note: str = ""  # e.g. a decoding fallback worth telling the user about
-    unread_scans: int = 0  # pages without a text layer left unread: no OCR here (see ocr.INSTALL_HINT)
     # False when part of the file went unread for a passing reason (OCR ran out of time on a page):
     # the next ingest reads it again rather than taking this read from the build.
     final: bool = True
+
+    @property
+    def note(self) -> str:
+        """What the read warned about, e.g. a decoding fallback worth telling the user about."""
+        return self.document.read_note
+
+    @property
+    def unread_scans(self) -> int:
+        """Pages without a text layer left unread: no OCR here (see ocr.INSTALL_HINT)."""
+        return self.document.unread_scans
 
 
 class NoTextLayer(UnreadableDocumentError):
@@ -110,8 +118,9 @@ def load_file(path: Path, doc_id: str, date: str | None = None,
     if date:
         found = (date, "sidecar " + dates.SIDECAR)
     doc = Document(doc_id=doc_id, title=title or doc_id, text=text, content_hash=digest, pages=pages,
-                   source=str(path), headings=headings, date=found[0], date_source=found[1] if found[0] else "")
-    return Loaded(doc, "; ".join(notes), unread, final)
+                   source=str(path), headings=headings, date=found[0], date_source=found[1] if found[0] else "",
+                   read_note="; ".join(notes), unread_scans=unread)
+    return Loaded(doc, final)
 
 
 def _first_date(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:

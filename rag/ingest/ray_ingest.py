@@ -57,9 +57,7 @@ class EmbedWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = document_rows(list(batch["doc"]), self.embedder, self.settings, progress=False)
-        out = np.empty(len(rows), object)  # rows hold lists and arrays: keep them Python objects
-        out[:] = rows
-        return {"k": batch["k"], "rows": out}
+        return {"k": batch["k"], "rows": _objects(rows)}
 
 
 def ingest_on_ray(corpus_dirs: Iterable[Path], settings: Settings, options: RayOptions = RayOptions(),
@@ -91,10 +89,15 @@ def ingest_on_ray(corpus_dirs: Iterable[Path], settings: Settings, options: RayO
             ray.shutdown()
 
 
+def _objects(values: list) -> np.ndarray:
+    """A batch column of Python objects (documents, rows of lists and arrays), not Arrow values."""
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
 def _apply(batch: dict[str, np.ndarray], fn) -> dict[str, np.ndarray]:
-    out = np.empty(len(batch["item"]), object)  # loaded documents are Python objects, not Arrow rows
-    out[:] = [fn(item) for item in batch["item"]]
-    return {"k": batch["k"], "out": out}
+    return {"k": batch["k"], "out": _objects([fn(item) for item in batch["item"]])}
 
 
 def map_on_ray(ray, fn, items: list, workers: int, options: RayOptions) -> list:

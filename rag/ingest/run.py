@@ -55,14 +55,16 @@ def ingest(corpus_dirs: Iterable[Path], settings: Settings,
     the files and ``make_rows`` chunks and embeds the new documents elsewhere (a Ray cluster)
     instead of in this process."""
     corpus_dirs = check_folders(corpus_dirs)
-    documents, report = _collect(corpus_dirs, ocr_options(settings), read_map, _previous(settings))
+    live = _previous(settings)
+    documents, report = _collect(corpus_dirs, ocr_options(settings), read_map, live)
     if not documents:
         # Most likely a wrong path or a failed copy: replacing a working index
         # with an empty one would lose everything members can ask about.
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
         raise CorpusError(f"no readable documents in {', '.join(map(str, corpus_dirs))}"
                           f"{' (' + reasons + ')' if reasons else ''}; the index was left as it was")
-    return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs, make_rows=make_rows)
+    return build(documents, settings, report, embedder_factory, progress, roots=corpus_dirs, make_rows=make_rows,
+                 live=live)
 
 
 def check_folders(corpus_dirs: Iterable[Path]) -> list[Path]:
@@ -90,22 +92,20 @@ def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None, read_ma
     listed = [(root, *list_corpus(Path(root), read_map)) for root in corpus_dirs]
     tasks = [task for _, _, folder_tasks in listed for task in folder_tasks]
     keys = read_map(partial(file_key, reading=reading_fingerprint(ocr)), tasks)
+    key_of = dict(zip((task.path for task in tasks), keys))
     built = {d.source: d for d in previous.documents.values() if d.read_key} if previous else {}
-    kept = {task.path: built[str(task.path)] for task, key in zip(tasks, keys)
-            if key and str(task.path) in built and built[str(task.path)].read_key == key}
+    kept = {path: doc for path, key in key_of.items()
+            if key and (doc := built.get(str(path))) is not None and doc.read_key == key}
     # One read over every folder's files: a cluster gets all of them at once.
     read = iter(read_map(partial(read_task, ocr=ocr), [task for task in tasks if task.path not in kept]))
-    key_of = dict(zip((task.path for task in tasks), keys))
 
     def loaded(task: FileTask) -> Loaded | Skipped:
         if task.path in kept:
-            doc = kept[task.path]
-            return Loaded(replace(doc, doc_id=task.doc_id), doc.read_note, doc.unread_scans)
+            return Loaded(replace(kept[task.path], doc_id=task.doc_id))
         item, key = next(read), key_of[task.path]
         if not key or not isinstance(item, Loaded) or not item.final:
             return item
-        return replace(item, document=replace(item.document, read_key=key, read_note=item.note,
-                                              unread_scans=item.unread_scans))
+        return replace(item, document=replace(item.document, read_key=key))
 
     for root, refused, folder_tasks in listed:
         for item in [*refused, *map(loaded, folder_tasks)]:
@@ -133,8 +133,9 @@ def _collect(corpus_dirs: Iterable[Path], ocr: OcrOptions | None = None, read_ma
 def build(documents: list[Document], settings: Settings, report: IngestReport | None = None,
           embedder_factory: Callable[[], Embedder] | None = None,
           progress: bool | None = None, roots: Iterable[Path] = (),
-          make_rows: RowsMaker | None = None) -> IngestReport:
-    """Build and atomically save an index of documents, re-embedding only what changed."""
+          make_rows: RowsMaker | None = None, live: Index | None = None) -> IngestReport:
+    """Build and atomically save an index of documents, re-embedding only what changed. ``live`` is
+    the build the caller already loaded, used if it is still the current one."""
     roots = [str(Path(r).resolve()) for r in roots]
     report = report or IngestReport()
     started = time.perf_counter()
@@ -142,7 +143,8 @@ def build(documents: list[Document], settings: Settings, report: IngestReport | 
     with _ingest_lock(settings.index_dir):
         index_store.remove_stale_temp(settings.index_dir)
         base = index_store.current_version(settings.index_dir)  # what this build replaces, checked at publish
-        previous = _previous(settings)
+        # Loaded again only if another ingest published since the caller loaded it.
+        previous = live if live is not None and live.version == base else _previous(settings)
         chunking = _chunking_settings(settings)
         reusable = previous if previous and previous.manifest.chunking == chunking else None
         plan = _plan(documents, reusable, report, previous)
