@@ -106,7 +106,7 @@ class Settings:
     fusion: str = "convex"  # or "rrf"
     # The answerer refuses when its best sentence scores below this (0-1):
     # higher refuses more, lower answers more and risks answering off the point.
-    # With the reader it is the reader's calibrated probability that the sentence
+    # With the reader it is the reader's probability that one of the sentences it read
     # answers; None (the default) takes the threshold stored with the reader
     # (reader.json "threshold", chosen on the eval sets' dev halves, see the model
     # card), or 0.44 on the old heuristic's scale when reader_model is "none".
@@ -115,11 +115,11 @@ class Settings:
     # chunks get up to this much added to their fused retrieval score (0 turns it off);
     # measured on the dev half of eval/seiu503.jsonl (docs/evaluation.md).
     recency_boost: float = 0.15
-    # The trained reader (rag/answer/reader.py): "none" (the default) keeps the cosine + coverage
-    # heuristic, which no reader trained here has beaten on held-out data yet (docs/reader.md);
-    # "shipped" is models/reader/, where `rag train-reader` writes; or any folder
-    # holding a trained reader.
-    reader_model: str = "none"
+    # The trained reader: "shipped" (the default) is models/reader/, the cross-encoder
+    # (rag/answer/cross.py), which beat the cosine + coverage heuristic on both fresh held-out
+    # sets (docs/reader.md); "none" keeps the heuristic alone; or any folder holding a reader
+    # `rag train-reader` wrote.
+    reader_model: str = "shipped"
     # Read a question word that neither the documents nor English know as the document
     # word one edit away ("sick leve" -> "sick leave"; rag/answer/spelling.py). Answers say what
     # was read. Measured on the eval sets' typo questions (docs/how-it-works.md, "Typos").

@@ -10,6 +10,7 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import previous_answer, standalone
@@ -28,6 +29,9 @@ from .ingest import index as index_store
 from .ingest.embedding import Embedder, load_embedder
 from .ingest.index import Index
 from .types import SENSITIVE, Answer, Kind, Turn, cited_text
+
+if TYPE_CHECKING:
+    from .answer.cross import CrossReader
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -66,13 +70,16 @@ def _screened(text: str, max_chars: int) -> str:
 class Pipeline:
     """Shares one model and one index between threads; picks up a new index build by itself."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, reader: QuestionTower | None = None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 reader: "QuestionTower | CrossReader | None" = None):
         self.settings = settings
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model, settings.precision)
         if reader is None and settings.reader_model != "none":
             reader = load_reader(settings.reader_model)
-        if reader is not None and reader.base_model != settings.model:
+        # The tower's question vectors meet sentence vectors stored at ingest: they must share a model.
+        # The cross-encoder reads the sentences' text, so it serves an index of any model.
+        if reader is not None and reader.kind == "tower" and reader.base_model != settings.model:
             raise ReaderNotFoundError(
                 f"the reader at {reader.path} was trained against sentence vectors of {reader.base_model!r}, "
                 f"but this index uses {settings.model!r}; retrain it with `rag train-reader` or set RAG_READER_MODEL=none")
@@ -81,6 +88,11 @@ class Pipeline:
         if min_score is None:
             min_score = reader.threshold if reader else HEURISTIC_MIN_SCORE
         self.answerer = Answerer(self.embedder, min_score=min_score, reader=reader)
+        # Under a crisis response only the first stage's confident answers are quoted: the reader
+        # answers more near-topic questions than it did ("I want to die. When does the strike
+        # start?" got a passage that lacks a date), and a wrong quote under the crisis text costs
+        # more than none. With no reader it is the same answerer.
+        self.cautious = Answerer(self.embedder, min_score=HEURISTIC_MIN_SCORE) if reader else self.answerer
         spanish = CrisisHead(settings.crisis_model_es)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model),
                                        spanish=CrisisDetector(encoder_for(spanish, self.embedder), spanish))
@@ -153,14 +165,15 @@ class Pipeline:
                        timings_ms={"safety": _ms(started)})
         if len(text) > self.settings.max_question_chars:
             return alone
-        found = self._look_up(text, history, top_k, "", started, generate=False)
+        found = self._look_up(text, history, top_k, "", started, generate=False, answerer=self.cautious)
         if found.kind != Kind.ANSWER:
             return alone
         return replace(found, text=message, kind=Kind.CRISIS, notice="")
 
     def _look_up(self, text: str, history: Sequence[Turn], top_k: int | None, notice: str, started: float,
-                 generate: bool) -> Answer:
+                 generate: bool, answerer: Answerer | None = None) -> Answer:
         """The documents' answer to a screened message (``notice``: the resources line under it)."""
+        answerer = answerer or self.answerer
         question = _check_length(text, self.settings.max_question_chars)
         retriever = self.retriever()
         speller = retriever.speller if self.settings.spelling else None
@@ -188,11 +201,11 @@ class Pipeline:
         hits = prefer_recent(query, hits, retriever.index.documents, self.settings.recency_boost)
         timings["retrieve"] = _ms(t)
         t = time.perf_counter()
-        ranked = self.answerer.rank(query, hits, retriever.index, vector,
+        ranked = answerer.rank(query, hits, retriever.index, vector,
                                     focus=typed if query != typed else None)
-        chosen = self.answerer.select(ranked)
+        chosen = answerer.select(ranked)
         chosen, labels = reconcile(query, chosen, ranked, retriever.index.documents,
-                                   min_score=self.answerer.min_score)
+                                   min_score=answerer.min_score)
         if unknown_names(typed, retriever.index.words, self._spelled_out(retriever.index)) \
                 or asks_own_records(typed):
             chosen = []  # it names another union, employer, person or place; or asks for the asker's own record

@@ -1,4 +1,4 @@
-"""The reader through the real pipeline: the refusal knob, refusals, quotes, and its threshold (the shipped tower)."""
+"""The reader through the real pipeline: the refusal knob, refusals, quotes, and its threshold (the shipped cross-encoder)."""
 from dataclasses import replace
 
 import pytest
@@ -18,8 +18,8 @@ def assert_verbatim(answer, index):
 
 @pytest.fixture(scope="module")
 def tiny_reader():
-    """The shipped reader (models/reader/, a question tower): real, offline, loaded once.
-    Training a tower is tested in tests/test_tower.py."""
+    """The shipped reader (models/reader/, the cross-encoder): real, offline, loaded once.
+    Training one is tested in tests/test_cross.py."""
     return load_reader("shipped")
 
 
@@ -90,14 +90,17 @@ def test_the_refusal_threshold_travels_with_the_reader(tmp_path, corpus_settings
 
     from rag.answer.answering import HEURISTIC_MIN_SCORE
     from rag.config import Settings
-    from rag.answer.reader import QuestionTower, save_threshold
+    from rag.answer.cross import CrossReader
+    from rag.answer.reader import save_threshold
 
-    assert Settings().min_answer_score is None and Settings().reader_model == "none"
-    assert Pipeline(corpus_settings, embedder=embedder).answerer.min_score == HEURISTIC_MIN_SCORE
+    assert Settings().min_answer_score is None and Settings().reader_model == "shipped"
+    heuristic = replace(corpus_settings, reader_model="none")
+    assert Pipeline(heuristic, embedder=embedder).answerer.min_score == HEURISTIC_MIN_SCORE
+    assert Pipeline(corpus_settings, embedder=embedder).answerer.min_score == load_reader("shipped").threshold
     folder = tmp_path / "reader"
     shutil.copytree(tiny_reader.path, folder)
     save_threshold(folder, 0.37, "a test")
-    reader = QuestionTower(folder)
+    reader = CrossReader(folder)
     assert reader.threshold == 0.37
     assert Pipeline(corpus_settings, embedder=embedder, reader=reader).answerer.min_score == 0.37
     env = Settings.from_env(environ={"RAG_MIN_ANSWER_SCORE": "0.9"}, index_dir=corpus_settings.index_dir)

@@ -10,7 +10,6 @@ from rag.errors import ReaderNotFoundError
 from rag.pipeline import Pipeline
 from rag.answer.reader import TOWER_FEATURES, TOWER_FILE, QuestionTower
 from rag.train.questions import default_squad
-from rag.types import turns
 
 SQUAD = default_squad()
 needs_squad = pytest.mark.skipif(not SQUAD.exists(), reason=f"needs the shared SQuAD 2.0 file at {SQUAD}")
@@ -112,9 +111,9 @@ def test_train_reader_rejects_a_threshold_outside_zero_to_one(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("flag", ["--design", "--absent-share", "--pairs", "--squad-share"])
+@pytest.mark.parametrize("flag", ["--absent-share", "--pairs", "--squad-share"])
 def test_the_designs_that_lost_are_gone_from_the_command_line(tmp_path, capsys, flag):
-    """The cross-encoder (A, B), and the tower taught that documents are silent (E): docs/reader.md."""
+    """SQuAD-trained cross-encoders (A, B) and the tower taught that documents are silent (E): docs/reader.md."""
     from rag.cli import main
 
     with pytest.raises(SystemExit):
@@ -129,82 +128,3 @@ def test_a_folder_of_another_reader_design_is_a_clear_error(tmp_path):
     (tmp_path / "reader.json").write_text(json.dumps({"format": "strike-qa reader v1"}))
     with pytest.raises(ReaderNotFoundError, match="expected 'strike-qa question tower v1'.*rag train-reader"):
         load_reader(str(tmp_path))
-
-
-def test_the_shipped_reader_loads_offline_as_its_card_says():
-    """models/reader/ is a question tower trained here (seed 13, the whole model's upper layers),
-    with its calibration and dev-half threshold, small enough to ship."""
-    from rag.answer.reader import SHIPPED, load_reader
-
-    reader = load_reader("shipped")
-    assert isinstance(reader, QuestionTower) and reader.path == SHIPPED
-    assert reader.meta["seed"] == 13 and reader.meta["base_model"] == "bundled"
-    # 3,938 SQuAD train questions and the 2,182 written union questions of the train split
-    assert reader.meta["questions"] == 6120 and reader.meta["union_questions"] == 2182
-    assert reader.features == TOWER_FEATURES and 0 < reader.threshold < 1
-    assert (SHIPPED / TOWER_FILE).stat().st_size < 50_000_000
-    card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert f"{reader.threshold:.2f}" in card and "rag train-reader" in card
-
-
-def test_the_shipped_reader_answers_and_refuses_through_the_pipeline(corpus_settings, embedder):
-    pipe = Pipeline(replace(corpus_settings, reader_model="shipped"), embedder=embedder)
-    assert isinstance(pipe.answerer.reader, QuestionTower)
-    answer = pipe.ask("How many therapy appointments were cancelled during the strike?")
-    assert not answer.refused and "111,803" in answer.citations[0].quote
-    for c in answer.citations:
-        assert pipe.index.documents[c.doc_id].text[c.start:c.end] == c.quote
-    refused = pipe.ask("Who won the 2018 World Cup?")
-    assert refused.refused and refused.kind == "not_found"
-
-
-MEMBER_CORPUS = {
-    "contract.md": (
-        "# Agreement between the County and Local 99\n\n"
-        "## Article 12 Hours of Work\n\n"
-        "The normal workweek shall consist of forty (40) hours in five (5) consecutive days. "
-        "Employees shall receive a paid rest period of fifteen (15) minutes for each four (4) hours worked. "
-        "A meal period of thirty (30) minutes shall be provided near the middle of the shift.\n\n"
-        "## Article 14 Bereavement Leave\n\n"
-        "An employee shall be granted up to three (3) days of paid leave upon the death of a member of the "
-        "employee's immediate family. Immediate family means spouse, child, parent, sibling or grandparent.\n"),
-    "strike-update.md": (
-        "# Strike update, October 3\n\n"
-        "Members of Local 99 will walk off the job on October 10 at 6 am. "
-        "We are striking because the County refused to fix the unsafe staffing that puts patients at risk. "
-        "Strike pay from the Local 99 strike fund is $300 a week for members who picket twenty hours. "
-        "Strike pay starts in the second week of the strike.\n"),
-}
-
-
-@pytest.fixture(scope="module")
-def member_pipeline(tmp_path_factory, embedder):
-    """The shipped reader over a small contract and strike update written for these tests."""
-    from rag.config import Settings
-    from rag.ingest.run import ingest
-
-    base = tmp_path_factory.mktemp("member")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    for name, text in MEMBER_CORPUS.items():
-        (corpus / name).write_text(text)
-    settings = Settings.from_env(environ={}, index_dir=base / "index", corpus_dir=corpus, reader_model="shipped")
-    ingest([corpus], settings, embedder_factory=lambda: embedder, progress=False)
-    return Pipeline(settings, embedder=embedder)
-
-
-@pytest.mark.parametrize("question, history, quoted", [
-    ("how many paid days off do i get when my dad dies", None, "three (3) days"),  # members' words
-    ("Why are we going on strike?", None, "unsafe staffing"),  # the reason, not the walkout's date
-    ("and when does it start?", [{"role": "user", "content": "How much is strike pay?"},
-                                 {"role": "assistant", "content": "Strike pay is $300 a week [1]."}],
-     "second week"),
-])
-def test_the_shipped_reader_answers_members_questions(member_pipeline, question, history, quoted):
-    answer = member_pipeline.ask(question, turns(history))
-    assert answer.kind == "answer" and any(quoted in c.quote for c in answer.citations), answer.text
-
-
-def test_the_shipped_reader_refuses_a_question_about_another_union(member_pipeline):
-    answer = member_pipeline.ask("How much strike pay does the Teamsters local give?")
-    assert answer.kind == "not_found", answer.text

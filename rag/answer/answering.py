@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from ..ingest.index import Index
 from ..ingest.lexical import content_terms
 from ..types import Citation, Hit, Piece, cited_text
 from .reader import QuestionTower
+
+if TYPE_CHECKING:
+    from .cross import CrossReader
 
 HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on eval/questions.jsonl
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
@@ -58,22 +62,23 @@ class Candidate:
 @dataclass(frozen=True)
 class Scored:
     candidate: Candidate
-    score: float  # the reader's calibrated probability; the heuristic score without a reader
+    score: float  # with a reader a probability (see Answerer); the heuristic score without one
     semantic: float
     coverage: float
     heuristic: float = 0.0
 
 
 class Answerer:
-    """Ranks candidate sentences. Without a reader (``reader=None``, the default setting) a cheap
-    score decides: cosine + term coverage, on the scale of HEURISTIC_MIN_SCORE. With the question
-    tower every candidate is scored by its question vector against the stored sentence vectors,
-    and its calibrated probability decides. ``min_score`` comes from Settings.min_answer_score.
+    """Ranks candidate sentences. A cheap first stage scores them all: cosine + term coverage, on
+    the scale of HEURISTIC_MIN_SCORE, and alone decides without a reader (``reader=None``). The
+    cross-encoder (the shipped reader) reads the first stage's best and decides with it
+    (``_cross_rank``); the question tower scores every candidate by its question vector against
+    the stored sentence vectors. ``min_score`` comes from Settings.min_answer_score.
     """
 
     # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the heuristic.
     def __init__(self, embedder: Embedder, *, min_score: float, semantic_weight: float = 0.6,
-                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: QuestionTower | None = None):
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: "QuestionTower | CrossReader | None" = None):
         self.embedder = embedder
         self.reader = reader
         self.min_score = min_score  # below this the best sentence is not an answer: refuse
@@ -98,6 +103,9 @@ class Answerer:
         coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
         heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
+        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
+        if self.reader is not None and self.reader.kind == "cross":
+            return self._cross_rank(question, candidates, order, semantic, coverage, heuristic)
         if self.reader is not None:
             # It reads only the question, so every candidate is scored: one encoding in all.
             view = self.reader.view(question)
@@ -106,8 +114,29 @@ class Answerer:
             scored = [Scored(c, float(p), float(t), float(v), float(h))
                       for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
             return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
-        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
         return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
+                       float(heuristic[i])) for i in order]
+
+    def _cross_rank(self, question: str, candidates: list[Candidate], order: list[int], semantic: np.ndarray,
+                    coverage: np.ndarray, heuristic: np.ndarray) -> list[Scored]:
+        """The cross-encoder reads the question with the first stage's best ``reads`` candidates.
+
+        Its probabilities add to the heuristic to choose (``fusion`` weight: alone it chose no
+        better than the heuristic, together better, docs/reader.md), and their sum, the probability that
+        one of them answers, decides whether to answer. So a candidate's score is that
+        probability times its fused score's share of the best one: the best candidate's score is
+        the refusal knob (a probability), and the others keep their distance from it. A question
+        whose best first-stage score is under the reader's ``floor`` is not read: refused.
+        """
+        read = order[:self.reader.reads] if heuristic[order[0]] >= self.reader.floor else []
+        probs = self.reader.probabilities(question, [candidates[i].text for i in read])
+        fused = heuristic.astype(np.float64)
+        fused[read] += self.reader.fusion * probs
+        order = sorted(order, key=lambda i: -fused[i])  # stable: ties keep the first stage's order
+        best = fused[order[0]]
+        share = np.clip(fused / best, 0.0, 1.0) if best > 0 else np.zeros(len(fused))
+        answers = float(probs.sum())
+        return [Scored(candidates[i], answers * float(share[i]), float(semantic[i]), float(coverage[i]),
                        float(heuristic[i])) for i in order]
 
     def select(self, ranked: list[Scored]) -> list[Scored]:

@@ -1,11 +1,11 @@
-"""The reader that ships: a question tower. all-MiniLM-L6-v2 with its upper layers fine-tuned
-so that a question's vector has a high cosine with the stored vector of the sentence that
-answers it, plus a "none of these" logit.
+"""Loading a trained reader, and the question tower: all-MiniLM-L6-v2 with its upper layers
+fine-tuned so that a question's vector has a high cosine with the stored vector of the sentence
+that answers it, plus a "none of these" logit.
 
-Trained by rag/train/reader.py (`rag train-reader`), calibrated on held-out SQuAD
-questions, its refusal threshold chosen on the eval sets' dev halves; this module only
-loads and runs it, at question time. The designs it was measured against are in
-docs/reader.md.
+The reader that ships (models/reader/) is the cross-encoder of cross.py, which beat the tower
+on the dev sets; `load_reader` gives whichever kind a folder's reader.json names. Both are
+trained by rag/train/reader.py (`rag train-reader`); the tower is calibrated on held-out SQuAD
+questions. The designs measured are in docs/reader.md.
 """
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import ROOT
+
+if TYPE_CHECKING:
+    from .cross import CrossReader
 
 SHIPPED = ROOT / "models" / "reader"
 # How the recorded thresholds are chosen: on the eval sets' dev halves, never their held-out halves.
@@ -85,6 +89,8 @@ class QuestionTower:
     however many candidates there are, and the index needs nothing new.
     """
 
+    kind = "tower"  # reads the question alone (the cross-encoder's kind is "cross")
+
     def __init__(self, path: Path):
         import torch
         from safetensors.torch import load_file
@@ -144,12 +150,15 @@ class QuestionTower:
         return 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
 
 
-def load_reader(name: str = "shipped") -> QuestionTower:
-    """One shared reader per process and folder."""
+def load_reader(name: str = "shipped") -> "QuestionTower | CrossReader":
+    """One shared reader per process and folder: the kind its reader.json names."""
     return _load(str(resolve_reader(name)))
 
 
 @lru_cache(maxsize=2)
-def _load(path: str) -> QuestionTower:
-    return QuestionTower(Path(path))
+def _load(path: str) -> "QuestionTower | CrossReader":
+    from .cross import CROSS_FORMAT, CrossReader
+
+    meta = json.loads((Path(path) / "reader.json").read_text(encoding="utf-8"))
+    return CrossReader(Path(path)) if meta.get("format") == CROSS_FORMAT else QuestionTower(Path(path))
 
