@@ -278,16 +278,10 @@ def _train_reader(args, settings: Settings) -> int:
     cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
     print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
           f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
-    if args.threshold is not None:
-        from .answer.reader import THRESHOLD_CHOSEN_ON, save_threshold
-
-        save_threshold(args.out, args.threshold, THRESHOLD_CHOSEN_ON)
-        print(f"refusal threshold {args.threshold} recorded")
-    return 0
+    return _record_threshold(args)
 
 
 def _train_cross(args, settings: Settings, progress) -> int:
-    from .answer.reader import THRESHOLD_CHOSEN_ON, save_threshold
     from .train.questions import UNION_LABELS, load_union
     from .train.reader import train_cross
 
@@ -296,7 +290,14 @@ def _train_cross(args, settings: Settings, progress) -> int:
                          progress=progress)
     print(f"trained on {report.examples} questions ({report.positives} answerable) in {report.seconds:.0f} s; "
           f"model in {args.out}")
+    return _record_threshold(args)
+
+
+def _record_threshold(args) -> int:
+    """The refusal threshold chosen on the dev sets (--threshold), written into reader.json."""
     if args.threshold is not None:
+        from .answer.reader import THRESHOLD_CHOSEN_ON, save_threshold
+
         save_threshold(args.out, args.threshold, THRESHOLD_CHOSEN_ON)
         print(f"refusal threshold {args.threshold} recorded")
     return 0
