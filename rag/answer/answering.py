@@ -103,10 +103,7 @@ class Answerer:
         coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
         heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
-        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
-        if self.reader is not None and self.reader.kind == "cross":
-            return self._cross_rank(question, candidates, order, semantic, coverage, heuristic)
-        if self.reader is not None:
+        if self.reader is not None and self.reader.kind == "tower":
             # It reads only the question, so every candidate is scored: one encoding in all.
             view = self.reader.view(question)
             tuned = vectors @ view.vector
@@ -114,6 +111,9 @@ class Answerer:
             scored = [Scored(c, float(p), float(t), float(v), float(h))
                       for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
             return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
+        order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
+        if self.reader is not None:
+            return self._cross_rank(question, candidates, order, semantic, coverage, heuristic)
         return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
                        float(heuristic[i])) for i in order]
 
