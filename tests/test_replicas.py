@@ -57,6 +57,28 @@ def test_two_ingests_publishing_at_once_one_wins_and_the_other_says_so(corpus_se
     assert index_store.save(index, folder, base=winner) != winner  # on top of the winner: published
 
 
+def test_a_claim_names_its_build_from_the_start_and_a_dead_ingests_claim_expires(corpus_settings, tmp_path):
+    folder = tmp_path / "index"
+    shutil.copytree(corpus_settings.index_dir, folder)
+    base = index_store.current_version(folder)
+    index = index_store.load(folder)
+    marker = folder / f".next-{base}"
+    os.link(_ticket(folder, "build-of-a-live-ingest"), marker)  # claimed, not yet switched
+    with pytest.raises(PublishConflictError, match="another ingest published build build-of-a-live-ingest"):
+        index_store.save(index, folder, base=base)
+    assert index_store.current_version(folder) == base and not list(folder.glob(".claim-*"))
+    old = time.time() - index_store.STALE_CLAIM_S - 5  # that ingest died before switching
+    os.utime(marker, (old, old))
+    published = index_store.save(index, folder, base=base)
+    assert index_store.current_version(folder) == published != base
+
+
+def _ticket(folder: Path, name: str) -> Path:
+    ticket = folder / "ticket"
+    ticket.write_text(name + "\n")
+    return ticket
+
+
 class Replica:
     """`rag serve` in its own process: its own data folder, the shared index and database."""
 

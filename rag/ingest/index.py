@@ -335,20 +335,25 @@ def load(index_dir: Path) -> Index:
 
 
 def _claim(index_dir: Path, base: str | None, name: str) -> None:
-    """Claim publishing the build after ``base``, or PublishConflictError: O_EXCL creation is atomic
-    on local disks and on NFS (v3 and later), so of two claimants exactly one gets the file."""
+    """Claim publishing the build after ``base``, or PublishConflictError. The claim is a hard link
+    to a file already holding this build's name: link() is atomic on local disks and on NFS, so of
+    two claimants exactly one gets the marker, and whoever finds it reads the winner's name in it
+    (a file created empty and written after would show a loser nothing for a moment)."""
     marker = index_dir / f".next-{base or 'none'}"
-    for attempt in range(2):
-        try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if attempt == 0 and current_version(index_dir) == base and _age(marker) > STALE_CLAIM_S:
-                marker.unlink(missing_ok=True)  # claimed, never published: that ingest died in between
-                continue
-            raise _conflict(index_dir, base, _claimant(marker)) from None
-        with os.fdopen(fd, "w") as out:
-            out.write(name + "\n")
-        break
+    ticket = index_dir / f".claim-{name}"
+    ticket.write_text(name + "\n")
+    try:
+        for attempt in range(2):
+            try:
+                os.link(ticket, marker)
+            except FileExistsError:
+                if attempt == 0 and current_version(index_dir) == base and _age(marker) > STALE_CLAIM_S:
+                    marker.unlink(missing_ok=True)  # claimed, never published: that ingest died in between
+                    continue
+                raise _conflict(index_dir, base, _claimant(marker)) from None
+            break
+    finally:
+        ticket.unlink(missing_ok=True)
     if current_version(index_dir) != base:  # base's claim went with its pruned build, long ago
         raise _conflict(index_dir, base)
 
@@ -390,7 +395,7 @@ def remove_stale_temp(index_dir: Path) -> None:
     """Leftovers of a killed ingest; only call while holding the ingest lock."""
     for tmp in Path(index_dir).glob(".tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in Path(index_dir).glob(f".{POINTER}.*"):
+    for tmp in [*Path(index_dir).glob(f".{POINTER}.*"), *Path(index_dir).glob(".claim-*")]:
         tmp.unlink(missing_ok=True)
 
 
