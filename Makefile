@@ -102,9 +102,9 @@ bench-crisis: $(STAMP)
 # (training/reader/labels.jsonl) over other unions' documents in ../shared/corpora: seeded, ~34 minutes
 # on 2 cores. The threshold is the one chosen on the dev sets (see models/reader/MODEL_CARD.md).
 reader-model: $(STAMP)
-	$(VENV)/bin/rag train-reader --design cross --out models/reader --threshold 0.4
+	$(VENV)/bin/rag train-reader --out models/reader --threshold 0.4
 
-# Heuristic and reader side by side: both eval sets, latency (and SQuAD held-out and WikiQA for a tower).
+# Heuristic and reader side by side: SQuAD held-out, WikiQA, both eval sets, latency.
 bench-reader: $(STAMP)
 	$(VENV)/bin/rag ingest ../shared/corpora/seiu503-higher-ed --index .cache/seiu503-index
 	$(PY) -m rag.evaluate.bench_reader --strike-index .cache/strike-index --seiu-index .cache/seiu503-index

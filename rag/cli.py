@@ -116,22 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="server processes sharing the index (default 1)")
     serve.set_defaults(run=_serve)
 
-    tr = sub.add_parser("train-reader", help="rebuild a reader: the question tower (SQuAD 2.0 and the written union "
-                                             "questions) or the cross-encoder (the written union questions); seeded, CPU")
-    tr.add_argument("--design", choices=["tower", "cross"], default="tower",
-                    help="tower: the question tower (the default); cross: the cross-encoder, trained on the written "
-                         "union questions (training/reader/labels.jsonl, their train split)")
-    tr.add_argument("--squad", type=Path, help="SQuAD 2.0 JSON (default ../shared/datasets/squad2-dev-half/dev-v2.0-half.json)")
+    tr = sub.add_parser("train-reader", help="rebuild the reader: the cross-encoder, trained on the written union "
+                                             "questions' train split (training/reader/labels.jsonl); seeded, CPU")
     tr.add_argument("--out", type=Path, default=Path("models/reader"), help="model folder (default models/reader)")
     tr.add_argument("--seed", type=int, default=13)
-    tr.add_argument("--union", type=Path, nargs="?", const=Path("training/reader/labels.jsonl"),
-                    help="also learn from the written union questions (training/reader/labels.jsonl without a "
-                         "value; their train split)")
-    tr.add_argument("--questions", type=int, help="cap on training questions: SQuAD's for the tower, the written ones "
-                                                   "for the cross-encoder (a seeded sample; default: all)")
-    tr.add_argument("--epochs", type=int, help="passes over the data (default 5 for the tower, 2 for the cross-encoder)")
-    tr.add_argument("--calibration-questions", type=int,
-                    help="held-out SQuAD questions to calibrate on (default: all, ~1,060)")
+    tr.add_argument("--union", type=Path, default=Path("training/reader/labels.jsonl"),
+                    help="the written union questions (default training/reader/labels.jsonl; their train split)")
+    tr.add_argument("--questions", type=int, help="cap on training questions (a seeded sample; default: all)")
+    tr.add_argument("--epochs", type=int, default=2, help="passes over the data (default 2)")
     tr.add_argument("--threshold", type=float,
                     help="record this refusal threshold (a probability, chosen on the eval sets' dev halves with "
                          "python -m rag.evaluate.bench_reader) in reader.json; without it the reader refuses below 0.5")
@@ -251,11 +243,10 @@ def _serve(args, settings: Settings) -> int:
 def _train_reader(args, settings: Settings) -> int:
     import time
 
-    from .train.questions import default_squad, load_union
-    from .train.reader import calibrate_tower, train_tower
+    from .train.questions import load_union
+    from .train.reader import train_cross
 
-    for flag, value in (("--questions", args.questions), ("--epochs", args.epochs),
-                        ("--calibration-questions", args.calibration_questions)):
+    for flag, value in (("--questions", args.questions), ("--epochs", args.epochs)):
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be > 0, got {value}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -266,27 +257,8 @@ def _train_reader(args, settings: Settings) -> int:
         if step % 20 == 0 or step == steps:
             print(f"step {step}/{steps}  loss {loss:.3f}  {time.monotonic() - started:.0f} s", file=sys.stderr)
 
-    if args.design == "cross":
-        return _train_cross(args, settings, progress)
-    squad = args.squad or default_squad()
-    if not squad.is_file():
-        raise ValueError(f"no SQuAD 2.0 file at {squad}; pass --squad PATH")
-    union = load_union(settings.path(args.union)) if args.union is not None else None
-    report = train_tower(squad, args.out, seed=args.seed, epochs=args.epochs or 5, max_questions=args.questions,
-                         union=union, progress=progress)
-    print(f"trained on {report.examples} questions ({report.positives} answer sentences) in {report.seconds:.0f} s")
-    cal = calibrate_tower(args.out, squad, seed=args.seed, limit=args.calibration_questions)
-    print(f"calibrated on {cal['questions']} held-out questions ({cal['sentences']} candidates); "
-          f"model in {args.out} ({time.monotonic() - started:.0f} s in all)")
-    return _record_threshold(args)
-
-
-def _train_cross(args, settings: Settings, progress) -> int:
-    from .train.questions import UNION_LABELS, load_union
-    from .train.reader import train_cross
-
-    union = load_union(settings.path(args.union) if args.union is not None else UNION_LABELS)
-    report = train_cross(args.out, union, seed=args.seed, epochs=args.epochs or 2, max_questions=args.questions,
+    union = load_union(settings.path(args.union))
+    report = train_cross(args.out, union, seed=args.seed, epochs=args.epochs, max_questions=args.questions,
                          progress=progress)
     print(f"trained on {report.examples} questions ({report.positives} answerable) in {report.seconds:.0f} s; "
           f"model in {args.out}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import previous_answer, standalone
 from .answer.crisis import CrisisDetector, CrisisHead, encoder_for
-from .answer.reader import QuestionTower, load_reader
+from .answer.reader import load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
 from .answer.names import initialisms, unknown_names
@@ -24,7 +24,7 @@ from .answer.safety import screen, storable
 from .answer.spelling import Spelling
 from .answer.updates import annotate, date_labels, label_pieces, prefer_recent, reconcile
 from .config import Settings
-from .errors import IndexCorruptError, InvalidQuestionError, ReaderNotFoundError
+from .errors import IndexCorruptError, InvalidQuestionError
 from .ingest import index as index_store
 from .ingest.embedding import Embedder, load_embedder
 from .ingest.index import Index
@@ -71,18 +71,13 @@ class Pipeline:
     """Shares one model and one index between threads; picks up a new index build by itself."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
-                 reader: "QuestionTower | CrossReader | None" = None):
+                 reader: "CrossReader | None" = None):
         self.settings = settings
         index = index_store.load(settings.index_dir)  # fail now, clearly, before the slow model load
         self.embedder = embedder or load_embedder(settings.model, settings.precision)
         if reader is None and settings.reader_model != "none":
             reader = load_reader(settings.reader_model)
-        # The tower's question vectors meet sentence vectors stored at ingest: they must share a model.
-        # The cross-encoder reads the sentences' text, so it serves an index of any model.
-        if reader is not None and reader.kind == "tower" and reader.base_model != settings.model:
-            raise ReaderNotFoundError(
-                f"the reader at {reader.path} was trained against sentence vectors of {reader.base_model!r}, "
-                f"but this index uses {settings.model!r}; retrain it with `rag train-reader` or set RAG_READER_MODEL=none")
+        # The cross-encoder reads the sentences' text, so it serves an index built with any model.
         # Unset, the threshold belongs to the scorer: the one stored with the reader, or the heuristic's.
         min_score = settings.min_answer_score
         if min_score is None:

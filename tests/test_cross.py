@@ -37,7 +37,7 @@ def test_training_writes_a_loadable_cross_encoder(tiny_cross):
     meta = json.loads((folder / "reader.json").read_text())
     assert meta["seed"] == 13 and meta["questions"] == 24 and meta["base_model"] == "bundled"
     reader = CrossReader(folder)
-    assert reader.kind == "cross" and reader.reads == CROSS_READS and reader.fusion == CROSS_FUSION
+    assert reader.reads == CROSS_READS and reader.fusion == CROSS_FUSION
     p = reader.probabilities("How much is strike pay?", ["Strike pay is $300 a week.", "The hall opens at 9."])
     # each candidate's share of a softmax that also holds "none of these"
     assert p.shape == (2,) and ((0 < p) & (p < 1)).all() and p.sum() < 1
@@ -92,12 +92,49 @@ def test_rag_train_reader_builds_a_cross_encoder_from_the_command_line(tmp_path,
     from rag.cli import main
 
     out = tmp_path / "cli-cross"
-    assert main(["train-reader", "--design", "cross", "--questions", "8", "--epochs", "1",
+    assert main(["train-reader", "--questions", "8", "--epochs", "1",
                  "--threshold", "0.3", "--out", str(out)]) == 0
     assert "trained on 8 questions" in capsys.readouterr().out
     reader = load_reader(str(out))
     assert isinstance(reader, CrossReader) and reader.threshold == 0.3
     assert np.isfinite(reader.probabilities("When is the vote?", ["The vote is on May 3."])).all()
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--questions"])
+def test_rag_train_reader_rejects_counts_below_one(tmp_path, capsys, flag):
+    from rag.cli import main
+
+    assert main(["train-reader", flag, "0", "--out", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag} must be > 0") and not (tmp_path / "x").exists()
+
+
+def test_train_reader_rejects_a_threshold_outside_zero_to_one(tmp_path, capsys):
+    from rag.cli import main
+
+    assert main(["train-reader", "--threshold", "1.5", "--out", str(tmp_path / "x")]) != 0
+    assert "--threshold is a probability in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flag", ["--design", "--squad", "--calibration-questions", "--absent-share", "--pairs"])
+def test_the_designs_that_lost_are_gone_from_the_command_line(tmp_path, capsys, flag):
+    """The question tower, SQuAD-trained cross-encoders and the rest: docs/reader.md."""
+    from rag.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-reader", flag, "1", "--out", str(tmp_path / "x")])
+    assert "unrecognized arguments" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("design", ["strike-qa question tower v1", "strike-qa reader v1"])
+def test_a_folder_of_a_reader_design_that_lost_is_a_clear_error(tmp_path, design):
+    """A reader trained before its design was removed says what to do, rather than half-loading."""
+    from rag.answer.reader import load_reader
+
+    (tmp_path / "reader.json").write_text(json.dumps({"format": design}))
+    with pytest.raises(ReaderNotFoundError, match="expected 'strike-qa cross-encoder v1'.*rag train-reader"):
+        load_reader(str(tmp_path))
 
 
 def test_the_shipped_reader_loads_offline_as_its_card_says():
@@ -112,6 +149,30 @@ def test_the_shipped_reader_loads_offline_as_its_card_says():
     assert (SHIPPED / CROSS_FILE).stat().st_size < 50_000_000
     card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert f"{reader.threshold:.2f}" in card and "rag train-reader" in card
+
+
+def test_the_shipped_reader_scores_on_onnxruntime_as_torch_does():
+    """The scorer runs on onnxruntime, exported when the reader loads: its probabilities are the
+    torch model's, whatever the number and lengths of the candidates (padding included)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rag.answer.cross import CrossModel
+    from rag.answer.reader import SHIPPED, load_reader
+
+    reader = load_reader("shipped")
+    model = CrossModel.from_base(reader.base_model)
+    model.load_state_dict({k: v.float() for k, v in load_file(str(SHIPPED / CROSS_FILE)).items()})
+    model.eval()
+    question = "how much is strike pay and when is it paid?"
+    for sentences in (["Strike pay is $500 a week, paid by direct deposit every Friday."],
+                      ["The hall opens at 9.", "Strike pay is $500 a week.", "Picket shifts are four hours long, "
+                       "and members who picket at least 20 hours a week receive the full amount. " * 6]):
+        with torch.inference_mode():
+            logits = torch.cat([model.null, model.read(model.pairs([question] * len(sentences), sentences,
+                                                                   reader.max_tokens))]).double()
+        expected = torch.softmax(logits, 0)[1:].numpy()
+        assert np.allclose(reader.probabilities(question, sentences), expected, atol=1e-5)
 
 
 def test_the_shipped_reader_answers_and_refuses_through_the_pipeline(corpus_settings, embedder):

@@ -13,7 +13,7 @@ import pytest
 from rag.config import ROOT, shared_dir
 from rag.train import splits
 from rag.train.questions import UNION_LABELS, default_squad, group_by_article, load_squad, load_union
-from rag.train.reader import tower_candidates
+from rag.train.reader import cross_groups, window_candidates
 
 CORPORA = shared_dir("corpora")
 SQUAD = default_squad()
@@ -60,13 +60,16 @@ def test_every_label_holds_its_answer_and_the_split_is_by_document(items):
 
 
 def test_an_unanswerable_question_meets_its_tempting_sentence_and_must_pick_none(items):
-    """The tower learns "none" with the sentence written down as a trap among the candidates."""
+    """The reader learns "none" with the sentence written down as a trap among the candidates."""
     unanswerable = [it for it in items if not it.answerable][:50]
     by_article = group_by_article(items)
     rng = random.Random(13)
     for it in unanswerable:
-        sentences, labels = tower_candidates(it, by_article, rng)
+        sentences, labels = window_candidates(it, by_article, rng)
         assert not any(labels) and {it.sentences[i] for i in it.traps} <= set(sentences), it.qid
+    groups = cross_groups(unanswerable, by_article, random.Random(13))
+    assert [target for _, _, target in groups] == [0] * len(unanswerable)  # "none of these"
+    assert all(len(sents) == 8 and len(set(sents)) > 1 for _, sents, _ in groups)
 
 
 # ── Splits: one helper (rag.train.splits), every membership exactly as published ─────────────

@@ -16,7 +16,6 @@ from ..ingest.embedding import Embedder
 from ..ingest.index import Index
 from ..ingest.lexical import content_terms
 from ..types import Citation, Hit, Piece, cited_text
-from .reader import QuestionTower
 
 if TYPE_CHECKING:
     from .cross import CrossReader
@@ -72,13 +71,12 @@ class Answerer:
     """Ranks candidate sentences. A cheap first stage scores them all: cosine + term coverage, on
     the scale of HEURISTIC_MIN_SCORE, and alone decides without a reader (``reader=None``). The
     cross-encoder (the shipped reader) reads the first stage's best and decides with it
-    (``_cross_rank``); the question tower scores every candidate by its question vector against
-    the stored sentence vectors. ``min_score`` comes from Settings.min_answer_score.
+    (``_cross_rank``). ``min_score`` comes from Settings.min_answer_score.
     """
 
     # semantic_weight (0.6) was calibrated on eval/questions.jsonl for the heuristic.
     def __init__(self, embedder: Embedder, *, min_score: float, semantic_weight: float = 0.6,
-                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: "QuestionTower | CrossReader | None" = None):
+                 max_sentences: int = 3, keep_ratio: float = 0.85, reader: "CrossReader | None" = None):
         self.embedder = embedder
         self.reader = reader
         self.min_score = min_score  # below this the best sentence is not an answer: refuse
@@ -103,14 +101,6 @@ class Answerer:
         coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
         heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
-        if self.reader is not None and self.reader.kind == "tower":
-            # It reads only the question, so every candidate is scored: one encoding in all.
-            view = self.reader.view(question)
-            tuned = vectors @ view.vector
-            probs = self.reader.probabilities(view, tuned, coverage, typed)
-            scored = [Scored(c, float(p), float(t), float(v), float(h))
-                      for c, p, t, v, h in zip(candidates, probs, tuned, coverage, heuristic)]
-            return sorted(scored, key=lambda s: (-s.score, s.candidate.rank, s.candidate.start))
         order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
         if self.reader is not None:
             return self._cross_rank(question, candidates, order, semantic, coverage, heuristic)
@@ -128,14 +118,9 @@ class Answerer:
         the refusal knob (a probability), and the others keep their distance from it. A question
         whose best first-stage score is under the reader's ``floor`` is not read: refused.
         """
-        read = order[:self.reader.reads] if heuristic[order[0]] >= self.reader.floor else []
-        probs = self.reader.probabilities(question, [candidates[i].text for i in read])
-        fused = heuristic.astype(np.float64)
-        fused[read] += self.reader.fusion * probs
-        order = sorted(order, key=lambda i: -fused[i])  # stable: ties keep the first stage's order
+        order, fused, answers = self.reader.fuse(question, [c.text for c in candidates], heuristic, order)
         best = fused[order[0]]
         share = np.clip(fused / best, 0.0, 1.0) if best > 0 else np.zeros(len(fused))
-        answers = float(probs.sum())
         return [Scored(candidates[i], answers * float(share[i]), float(semantic[i]), float(coverage[i]),
                        float(heuristic[i])) for i in order]
 

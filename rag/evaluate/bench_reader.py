@@ -1,4 +1,4 @@
-"""The heuristic and a trained reader (the shipped cross-encoder, or a question tower), side by side, in one run.
+"""The heuristic and the trained reader (the shipped cross-encoder), side by side, in one run.
 
     python -m rag.evaluate.bench_reader [--model models/reader] [--final]
 
@@ -6,6 +6,7 @@
   sentences of other paragraphs of its article as the candidates: answer-sentence accuracy and
   no-answer precision/recall;
 - WikiQA test: MAP and MRR over the 243 questions with an answer sentence;
+  (both: the heuristic, the cross-encoder reading every candidate, and the shipped fusion)
 - the strike eval set (eval/questions.jsonl) and the seiu503 set, through the real
   pipeline: answer accuracy, refusal recall/precision, `rag ask` latency p50/p95.
 
@@ -30,8 +31,8 @@ from ..answer.answering import TYPE_MISMATCH, first_stage_features
 from ..answer.reader import THRESHOLD_CHOSEN_ON, load_reader, save_threshold
 from ..config import ROOT, Settings, offline_environment, shared_dir
 from ..ingest.sentences import idf_table
-from ..train.questions import default_squad, group_by_article, load_squad
-from ..train.reader import tower_records
+from ..train.questions import article_idf, default_squad, group_by_article, load_squad
+from ..train.reader import window_candidates
 from ..train.splits import HELDOUT, half, squad_split
 
 SQUAD = default_squad()
@@ -171,55 +172,66 @@ def threshold_grid(items, results, best) -> list[tuple[float, float, float, floa
     return rows
 
 
-def tower_squad_section(tower, scorer: Scorer) -> None:
-    """Held-out SQuAD for the question tower: each question's paragraph plus 4 sentences of
-    other paragraphs of its article (rag.train.reader.tower_candidates), the heuristic scored
-    on the very same candidates; thresholds chosen on the calib half, figures on the test half."""
+def squad_section(reader, scorer: Scorer) -> None:
+    """Held-out SQuAD: each question's paragraph plus 4 sentences of other paragraphs of its
+    article (rag.train.reader.window_candidates), every system scored on the very same
+    candidates; thresholds chosen on the calib half, figures on the test half. "cross-encoder"
+    reads every candidate (its best probability decides); "reader" is the shipped design
+    (CrossReader.fuse: it reads the heuristic's best 8, and the sum of their probabilities decides)."""
+    import random
+
     t0 = time.perf_counter()
     items = load_squad(SQUAD)
+    by_article = group_by_article(items)
     held = [it for it in items if squad_split(it.article) == HELDOUT]
-    records = tower_records(tower, scorer.vectors, held, group_by_article(items))
-    qvecs = scorer.vectors([r["item"].question for r in records])
-    for r, qv in zip(records, qvecs):
-        cos = scorer.vectors(r["sentences"]) @ qv
-        r["heuristic"] = heuristic(cos, r["coverage"], r["type_ok"] > 0)
-        r["tower"] = tower.probabilities(r["view"], r["cosine"], r["coverage"], r["type_ok"])
-        r["tower cosine"] = r["cosine"]
+    idf = article_idf(o for its in by_article.values() for o in its)
+    rng = random.Random(13)
+    records = []
+    for it in held:
+        sentences, _ = window_candidates(it, by_article, rng)
+        cov, typed = first_stage_features(it.question, sentences, *idf[it.article])
+        h = heuristic(scorer.vectors(sentences) @ scorer.vectors([it.question])[0], cov, typed)
+        order = sorted(range(len(sentences)), key=lambda i: -h[i])
+        fused_order, _, answers = reader.fuse(it.question, sentences, h, order)
+        p = reader.probabilities(it.question, sentences)
+        # The paragraph's sentences come first among the candidates, so ``positives`` index them as they are.
+        records.append({"item": it, "heuristic": (order[0], float(h[order[0]])),
+                        "cross-encoder": (int(np.argmax(p)), float(p.max())), "reader": (fused_order[0], answers)})
     scorer.save()
     calib = [r for r in records if half(r["item"].qid) == "calib"]
     test = [r for r in records if half(r["item"].qid) == "test"]
     print(f"SQuAD 2.0 held-out articles, paragraph + 4 same-article distractors ({len(calib)} calib / "
           f"{len(test)} test questions; scored in {time.perf_counter() - t0:.0f} s)")
-    print(f"{'system':<18} {'t (calib)':>9} {'sent acc':>9} {'answered+right':>15} {'no-ans P':>9} {'no-ans R':>9}")
-    # The paragraph's sentences come first among a record's candidates, so each item's
-    # ``positives`` index them as they are.
-    best = lambda rs, system: [(j := int(np.argmax(r[system])), float(r[system][j])) for r in rs]
-    for system in ("heuristic", "tower cosine", "tower"):
-        t = best_threshold(calib, best(calib, system))
-        m = squad_metrics(test, best(test, system), t)
-        print(f"{system:<18} {t:>9.2f} {m['sentence_acc']:>9.3f} {m['answered_right']:>15.3f} "
+    print(f"{'system':<18} {'t':>9} {'sent acc':>9} {'answered+right':>15} {'no-ans P':>9} {'no-ans R':>9}")
+    rows = [(system, best_threshold(calib, [r[system] for r in calib]), "(calib)")
+            for system in ("heuristic", "cross-encoder", "reader")]
+    rows.append(("reader", reader.threshold, "(shipped)"))
+    for system, t, how in rows:
+        m = squad_metrics(test, [r[system] for r in test], t)
+        print(f"{system:<18} {t:>4.2f} {how:<9} {m['sentence_acc']:>9.3f} {m['answered_right']:>15.3f} "
               f"{m['noans_precision']:>9.3f} {m['noans_recall']:>9.3f}")
 
 
-def tower_wikiqa(tower, scorer: Scorer) -> dict:
-    """WikiQA MAP/MRR: the heuristic, the tower's cosine alone, and the tower's probability."""
+def wikiqa(reader, scorer: Scorer) -> dict:
+    """WikiQA MAP/MRR: the heuristic, the cross-encoder reading every candidate, and the shipped
+    fusion (it reads the heuristic's best 8)."""
     groups = wikiqa_groups()
-    systems = ("heuristic", "tower cosine", "tower")
+    systems = ("heuristic", "cross-encoder", "reader")
     ap = {s: [] for s in systems}
     rr = {s: [] for s in systems}
     for rows in groups:
         question = rows[0]["Question"]
         sents = [r["Sentence"] for r in rows]
         labels = np.array([r["Label"] == "1" for r in rows])
-        vecs = scorer.vectors(sents)
-        cos = vecs @ scorer.vectors([question])[0]
+        cos = scorer.vectors(sents) @ scorer.vectors([question])[0]
         cov, typed = first_stage_features(question, sents, *idf_table(sents))
-        view = tower.view(question)
-        tuned = vecs @ view.vector
-        scores = {"heuristic": heuristic(cos, cov, typed),
-                  "tower cosine": tuned, "tower": tower.probabilities(view, tuned, cov, typed.astype(float))}
-        for system, sc in scores.items():
-            add_ranking(ap[system], rr[system], labels[np.argsort(-sc, kind="stable")])
+        h = heuristic(cos, cov, typed)
+        order = sorted(range(len(sents)), key=lambda i: -h[i])
+        fused_order, _, _ = reader.fuse(question, sents, h, order)
+        ranked = {"heuristic": np.array(order), "reader": np.array(fused_order),
+                  "cross-encoder": np.argsort(-reader.probabilities(question, sents), kind="stable")}
+        for system, at in ranked.items():
+            add_ranking(ap[system], rr[system], labels[at])
     return map_mrr(ap, rr, len(groups))
 
 
@@ -246,17 +258,13 @@ def main() -> int:
     embedder = load_embedder()
     reader = load_reader(str(args.model))
     scorer = Scorer(embedder)
-    tower = reader.kind == "tower"  # the SQuAD and WikiQA sections score a tower's question vectors
-    if not tower:
-        print("(SQuAD and WikiQA: measured for the question tower only; the cross-encoder is measured "
-              "on the eval sets below and in docs/reader.md)")
-    if "squad" not in args.skip and tower:
-        tower_squad_section(reader, scorer)
+    if "squad" not in args.skip:
+        squad_section(reader, scorer)
     print(f"(the reader's threshold {reader.threshold:.2f})")
 
-    if "wikiqa" not in args.skip and tower:
+    if "wikiqa" not in args.skip:
         t0 = time.perf_counter()
-        w = tower_wikiqa(reader, scorer)
+        w = wikiqa(reader, scorer)
         scorer.save()
         print(f"\nWikiQA test ({w['heuristic']['questions']} answered questions; {time.perf_counter() - t0:.0f} s)")
         for system, m in w.items():
