@@ -94,6 +94,7 @@ bench: $(STAMP)
 crisis-model: $(STAMP)
 	$(VENV)/bin/rag train-crisis
 	$(VENV)/bin/rag train-crisis --encoder e5 --head mlp
+	$(VENV)/bin/rag train-crisis --reread
 
 bench-crisis: $(STAMP)
 	$(PY) -m rag.evaluate.bench_crisis
