@@ -230,7 +230,8 @@ def _encoder_name(head: CrisisHead, embedder) -> str:
 
 def latency(english: CrisisHead, spanish: CrisisHead, embedder, n: int, rereader=None) -> str:
     """What the screen adds to ``rag ask`` per message, p50 and p90 in milliseconds, on ``n`` held-out
-    union questions (English) and the held-out written Spanish messages.
+    union questions (English) and the held-out written Spanish messages (with a second look, also
+    the held-out written English ones, most of them in its grey zone).
 
     Each system is timed as the pipeline runs it: the screen, then the question's own vector for
     retrieval (which the MiniLM screen shares through the embedder's memo, emptied before each
