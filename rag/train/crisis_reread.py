@@ -156,10 +156,12 @@ def _train(out_dir: Path, *, folds: int, epochs: int, lr: float, batch_size: int
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(out_dir / REREAD_FILE))
     meta = {"format": REREAD_FORMAT, "base_model": "bundled", "labels": ["none", "concern", "crisis"],
-            "crisis_threshold": round(t_crisis, 4), "concern_threshold": round(t_flag, 4), "keep_threshold": round(t_keep, 4), "zone": ZONE, **settings,
+            "crisis_threshold": round(t_crisis, 4), "concern_threshold": round(t_flag, 4),
+            "keep_threshold": round(t_keep, 4), "zone": ZONE, **settings,
             "folds": folds, "texts": len(texts), "counts": counts,
             "data_sha256": hashlib.sha256(WRITTEN.read_bytes() + WRITTEN_2.read_bytes()).hexdigest(),
-            "keep_loss": KEEP_LOSS, "budgets": {"crisis_on_questions": MAX_CRISIS_FP_QUESTIONS, "crisis_on_other_none": MAX_CRISIS_FP_OTHER,
+            "keep_loss": KEEP_LOSS,
+            "budgets": {"crisis_on_questions": MAX_CRISIS_FP_QUESTIONS, "crisis_on_other_none": MAX_CRISIS_FP_OTHER,
                         "flagged_questions": MAX_FLAG_FP_QUESTIONS},
             "cross_validation": cv, "fit_seconds": round(fit_seconds), "seconds": round(time.perf_counter() - started)}
     (out_dir / REREAD_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
