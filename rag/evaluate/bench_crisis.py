@@ -4,6 +4,7 @@
     python -m rag.evaluate.bench_crisis --head /tmp/mlp.npz  # add another head as a column
     python -m rag.evaluate.bench_crisis --full               # every message of every set (slow)
     python -m rag.evaluate.bench_crisis --latency 200        # also time the screen per message
+    python -m rag.evaluate.bench_crisis --reread models/crisis/reread  # add the screen with its second look
 
 Prints, for the rules alone, rules + the English head on every message, rules + the screen as
 it ships (Spanish messages read by the Spanish head) and rules + each extra head, the share of
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Written-2, Documents)")
     parser.add_argument("--latency", type=int, default=0,
                         help="also time the screen (rules + each head) on this many held-out union questions")
+    parser.add_argument("--reread", type=Path,
+                        help="a second-look model (rag train-crisis --reread): adds the column 'reread', the screen "
+                             "with it reading the English messages the head flags")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     offline_environment()
@@ -173,8 +177,13 @@ def main(argv: list[str] | None = None) -> int:
                "screen": lambda text: spanish if language(text) == "es" else english}
     for i, head in enumerate(heads[2:]):
         systems[f"{head.meta['kind']}#{i + 1}"] = lambda text, head=head: head
+    rereader = None
+    if args.reread:
+        from ..answer.crisis_reread import CrisisRereader
+
+        rereader = CrisisRereader(args.reread)
     if args.latency:
-        print(latency(english, spanish, embedder, args.latency), file=sys.stderr, flush=True)
+        print(latency(english, spanish, embedder, args.latency, rereader), file=sys.stderr, flush=True)
     results = []
     for group, name, texts in load_sets(args):
         if args.only and group not in args.only:
@@ -187,14 +196,23 @@ def main(argv: list[str] | None = None) -> int:
         probs = {id(h): h.probabilities(vectors[_encoder_name(h, embedder)]) for h in heads}
         row = {"group": group, "set": name, "n": len(texts),
                "rules": _rates(["crisis" if k == "crisis" else "none" for k in rules])}
+        verdicts, distress = {}, []
         for column, choose in systems.items():
-            at, kinds = 0, []
-            for text, rule, parts in zip(texts, rules, split):
+            at, verdicts[column] = 0, []
+            for text, parts in zip(texts, split):
                 head = choose(text)
                 scores = summarize(probs[id(head)][at:at + len(parts)], parts, head.concern_threshold)
-                kinds.append(combine(rule if rule == "crisis" else None, head.decide(scores)))
+                verdicts[column].append(head.decide(scores))
+                if column == "screen":
+                    distress.append(scores.distress / head.concern_threshold)
                 at += len(parts)
-            row[column] = _rates(kinds)
+        if rereader is not None:  # English messages in the grey zone read again, as CrisisDetector.verdict does
+            english_texts = [i for i, t in enumerate(texts) if language(t) != "es"]
+            again = dict(zip(english_texts, rereader.readings([texts[i][:SCAN_CHARS] for i in english_texts])))
+            verdicts["reread"] = [rereader.decide(v, again[i]) if i in again and distress[i] >= rereader.zone
+                                  else v for i, v in enumerate(verdicts["screen"])]
+        for column, kinds in verdicts.items():
+            row[column] = _rates([combine(rule if rule == "crisis" else None, k) for rule, k in zip(rules, kinds)])
         row["seconds"] = round(time.perf_counter() - started, 1)
         results.append(row)
         rates = " ".join(f"{k} {v['crisis']:.3f}/{v['flagged']:.3f}" for k, v in row.items() if isinstance(v, dict))
@@ -210,9 +228,10 @@ def _encoder_name(head: CrisisHead, embedder) -> str:
     return head.meta.get("embedder", embedder.name)
 
 
-def latency(english: CrisisHead, spanish: CrisisHead, embedder, n: int) -> str:
+def latency(english: CrisisHead, spanish: CrisisHead, embedder, n: int, rereader=None) -> str:
     """What the screen adds to ``rag ask`` per message, p50 and p90 in milliseconds, on ``n`` held-out
-    union questions (English) and the held-out written Spanish messages.
+    union questions (English) and the held-out written Spanish messages (with a second look, also
+    the held-out written English ones, most of them in its grey zone).
 
     Each system is timed as the pipeline runs it: the screen, then the question's own vector for
     retrieval (which the MiniLM screen shares through the embedder's memo, emptied before each
@@ -221,12 +240,20 @@ def latency(english: CrisisHead, spanish: CrisisHead, embedder, n: int) -> str:
     detectors = {"no screen": None, "rules": None, "english head": CrisisDetector(embedder, english),
                  "screen": CrisisDetector(embedder, english,
                                           spanish=CrisisDetector(encoder_for(spanish, embedder), spanish))}
+    if rereader is not None:
+        detectors["reread"] = CrisisDetector(embedder, english, second=rereader,
+                                             spanish=detectors["screen"].spanish)
     for d in list(detectors.values())[2:]:
         d.verdict("warm up")
         d.verdict("hola, ¿qué tal?")
+    if rereader is not None:
+        rereader.verdict("warm up", "concern")
     sets = {"union questions (en)": stable_sample([q for q in dict.fromkeys(union_questions()) if held_out(q)], n),
             "written messages (es)": [screened_text(r) for r in written_2()
                                       if r["lang"] == "es" and held_out(screened_text(r))]}
+    if rereader is not None:  # what a message in the grey zone pays: most of these are flagged
+        sets["written messages (en)"] = [screened_text(r) for r in written_2()
+                                         if r["lang"] == "en" and held_out(screened_text(r))]
     lines = []
     for set_name, texts in sets.items():
         times: dict[str, list[float]] = {name: [] for name in detectors}
