@@ -20,6 +20,7 @@ import numpy as np
 
 from .crisis import (MAX_CRISIS_FP_OTHER, MAX_CRISIS_FP_QUESTIONS, MAX_FLAG_FP_QUESTIONS, SEED, WRITTEN,
                      WRITTEN_2, dataset, pick_thresholds, report)
+from .finetune import Finetuner
 
 # The grey zone the second look reads, as a share of the head's concern threshold: the line
 # below which a message's distress is too faint even to keep it from being stored
@@ -62,26 +63,13 @@ def fit(texts: list[str], y: np.ndarray, *, seed: int = SEED, epochs: int = 2, l
     model = CrisisClassifier.from_base(base_model)
     lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
     plan = [length_batches(lengths, batch_size, random.Random(seed + e)) for e in range(epochs)]
-    steps = sum(len(p) for p in plan)
-    warmup = max(1, steps // 10)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
+    tuner = Finetuner(model, lr=lr, steps=sum(len(p) for p in plan), progress=progress)
     labels = torch.tensor(np.asarray(y), dtype=torch.long)
     model.train()
-    step = 0
     for batches in plan:
         for batch in batches:
             tokens = model.tokens([texts[j] for j in batch])
-            loss = torch.nn.functional.cross_entropy(model.read(tokens), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            step += 1
-            if progress:
-                progress(step, steps, loss.item())
+            tuner.step(torch.nn.functional.cross_entropy(model.read(tokens), labels[batch]))
     model.eval()
     return model
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .finetune import Finetuner
 from .questions import QAItem, article_idf, group_by_article
 from .splits import union_split
 
@@ -97,15 +98,11 @@ def train_cross(out_dir: Path, union: list[QAItem], *, base_model: str = "bundle
         written = random.Random(seed).sample(written, min(max_questions, len(written)))
     by_article = group_by_article(written)
     model = CrossModel.from_base(base_model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     per_epoch = [cross_groups(written, by_article, random.Random(seed + e), size=size) for e in range(epochs)]
-    steps = sum(math.ceil(len(g) / questions_per_step) for g in per_epoch)
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
+    tuner = Finetuner(model, lr=lr, steps=sum(math.ceil(len(g) / questions_per_step) for g in per_epoch),
+                      progress=progress)
     model.train()
     started = time.perf_counter()
-    step = 0
     for e, groups in enumerate(per_epoch):
         random.Random(seed * 7 + e).shuffle(groups)
         for i in range(0, len(groups), questions_per_step):
@@ -117,15 +114,7 @@ def train_cross(out_dir: Path, union: list[QAItem], *, base_model: str = "bundle
                 logits = torch.cat([model.null, scores[at:at + len(sents)]])
                 at += len(sents)
                 loss = loss + torch.nn.functional.cross_entropy(logits[None], torch.tensor([target]))
-            loss = loss / len(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            step += 1
-            if progress:
-                progress(step, steps, loss.item())
+            tuner.step(loss / len(batch))
     seconds = time.perf_counter() - started
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
