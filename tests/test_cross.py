@@ -97,6 +97,9 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path, tiny_cross):
     save_file({"decoder.weight": next(iter(state.values()))}, str(folder / CROSS_FILE))
     with pytest.raises(ReaderNotFoundError, match="does not fit"):
         CrossReader(folder)
+    (folder / CROSS_FILE).write_bytes((tiny_cross[0] / CROSS_FILE).read_bytes()[:4096])  # cut off
+    with pytest.raises(ReaderNotFoundError, match="Unreadable .*rag train-reader"):
+        CrossReader(folder)
 
 
 @needs_corpora

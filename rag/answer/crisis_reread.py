@@ -74,7 +74,6 @@ class CrisisRereader:
     message in the grey zone from the head's and its own reading."""
 
     def __init__(self, path: Path):
-        from safetensors.torch import load_file
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -89,21 +88,10 @@ class CrisisRereader:
         if meta.get("format") != REREAD_FORMAT:
             raise CrisisModelError(f"{self.path} holds a {meta.get('format')!r} model, expected {REREAD_FORMAT!r}.")
         self.meta = meta
-        self.model = CrisisClassifier.from_base(meta["base_model"])
         try:
-            state = {k: v.float() for k, v in load_file(str(self.path / REREAD_FILE)).items()}
-        except Exception as exc:  # safetensors raises its own error types for a damaged file
-            raise CrisisModelError(f"Unreadable {self.path / REREAD_FILE}: {exc}; "
-                                   "rebuild it with `rag train-crisis --reread`.") from None
-        try:
-            result = self.model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # a tensor of the wrong shape
-            raise CrisisModelError(f"{self.path / REREAD_FILE} does not fit {meta['base_model']}: {exc}") from None
-        if result.missing_keys or result.unexpected_keys:
-            raise CrisisModelError(f"{self.path / REREAD_FILE} does not fit {meta['base_model']}: missing "
-                                   f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}; "
-                                   "rebuild it with `rag train-crisis --reread`.")
-        self.model.eval()
+            self.model = CrisisClassifier.trained(meta["base_model"], self.path / REREAD_FILE)
+        except ValueError as exc:
+            raise CrisisModelError(f"{exc}; rebuild it with `rag train-crisis --reread`.") from None
         self.crisis_threshold = float(meta["crisis_threshold"])
         self.concern_threshold = float(meta["concern_threshold"])
         self.keep_threshold = float(meta["keep_threshold"])

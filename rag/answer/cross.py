@@ -48,6 +48,27 @@ class CrossModel(torch.nn.Module):
         path = resolve_model(base_model)
         return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path))
 
+    @classmethod
+    def trained(cls, base_model: str, weights: Path) -> "CrossModel":
+        """``base_model`` with the weights a training saved (fp16) in ``weights``, ready to read.
+        ValueError says plainly what is wrong with a file that is damaged or does not fit."""
+        from safetensors.torch import load_file
+
+        model = cls.from_base(base_model)
+        try:
+            state = {k: v.float() for k, v in load_file(str(weights)).items()}
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise ValueError(f"Unreadable {weights}: {exc}") from None
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a tensor of the wrong shape
+            raise ValueError(f"{weights} does not fit {base_model}: {exc}") from None
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{weights} does not fit {base_model}: missing {result.missing_keys[:3]}, "
+                             f"unexpected {result.unexpected_keys[:3]}")
+        model.eval()
+        return model
+
     def pairs(self, questions: list[str], sentences: list[str], max_tokens: int) -> dict:
         return encode_pairs(self.tokenizer, questions, sentences, max_tokens, "pt")
 
@@ -68,7 +89,6 @@ class CrossReader:
     the candidates' scores and the "none of these" score."""
 
     def __init__(self, path: Path):
-        from safetensors.torch import load_file
         from transformers.utils import logging as hf_logging
 
         from ..errors import ReaderNotFoundError
@@ -80,14 +100,10 @@ class CrossReader:
             raise ReaderNotFoundError(f"{path} holds a {meta.get('format')!r} model, expected {CROSS_FORMAT!r}; "
                                       "rebuild it with `rag train-reader`")
         self.base_model = meta["base_model"]
-        model = CrossModel.from_base(self.base_model)
-        state = {k: v.float() for k, v in load_file(str(self.path / CROSS_FILE)).items()}
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ReaderNotFoundError(f"{path}/{CROSS_FILE} does not fit {self.base_model}: missing "
-                                      f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}; "
-                                      "rebuild it with `rag train-reader`")
-        model.eval()
+        try:
+            model = CrossModel.trained(self.base_model, self.path / CROSS_FILE)
+        except ValueError as exc:
+            raise ReaderNotFoundError(f"{exc}; rebuild it with `rag train-reader`") from None
         self.tokenizer = model.tokenizer
         self.null = float(model.null.detach())
         self._session = _onnx_session(model)  # the torch copy of the weights is dropped with ``model``
