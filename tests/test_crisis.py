@@ -416,9 +416,24 @@ def test_a_long_message_keeps_the_heads_verdict(pipeline):
 
     second = pipeline.detector.second
     long = VENTING * 3 + "Honestly I've saved up the pills and tonight I'm taking every one of them."
-    assert len(second.model.tokenizer(long)["input_ids"]) > MAX_TOKENS
+    assert len(second.tokenizer(long)["input_ids"]) > MAX_TOKENS
     assert second.readings([long]) == [None]
     assert second.verdict(long, "crisis") == "crisis" and pipeline.detector.verdict(long) == "crisis"
+
+
+def test_the_second_look_reads_on_onnxruntime_as_torch_does(pipeline):
+    """The shipped second look runs on onnxruntime, exported when it loads: its readings are the
+    torch model's, in one batch of messages of different lengths (padding included)."""
+    from rag.answer.crisis_reread import REREAD_FILE, CrisisClassifier, read
+
+    second = pipeline.detector.second
+    model = CrisisClassifier.trained(second.meta["base_model"], second.path / REREAD_FILE)
+    texts = [QUIET_GOODBYES[0], "When is the strike vote?", VENTING, VENTING * 3 + "tonight I end it."]
+    onnx, torch_ = second.readings(texts), read(model.tokenizer, model.scores, texts)
+    assert onnx[-1] is None and torch_[-1] is None  # past MAX_TOKENS: not read by either
+    for a, b in zip(onnx[:-1], torch_[:-1]):
+        assert abs(a.crisis - b.crisis) < 1e-5 and abs(a.distress - b.distress) < 1e-5
+    assert onnx[0].crisis >= second.crisis_threshold > onnx[1].crisis
 
 
 def test_a_tiny_training_run_writes_a_model_that_loads(tmp_path):

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CrisisModelError
-from .cross import CrossModel
+from .cross import CrossModel, OnnxScorer
 from .crisis import LABELS
 
 REREAD_FORMAT = "strike-qa crisis reread v2"
@@ -43,8 +44,12 @@ class CrisisClassifier(CrossModel):
         del self.null  # the reader's "none of these" score: a label here
 
     def tokens(self, texts: Sequence[str]) -> dict:
-        return dict(self.tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS, padding=True,
-                                   return_tensors="pt"))
+        return dict(encode(self.tokenizer, texts, "pt"))
+
+
+def encode(tokenizer, texts: Sequence[str], tensors: str):
+    """What the model reads of each text: its first MAX_TOKENS tokens."""
+    return tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors=tensors)
 
 
 @dataclass(frozen=True)
@@ -53,19 +58,22 @@ class Reading:
     distress: float  # P(crisis) + P(concern)
 
 
-def read(model: CrisisClassifier, texts: Sequence[str], batch_size: int = 64) -> list[Reading | None]:
-    """Each text's probabilities; None for a text longer than MAX_TOKENS tokens (not read)."""
+def read(tokenizer, scores: Callable[[dict], np.ndarray], texts: Sequence[str],
+         batch_size: int = 64) -> list[Reading | None]:
+    """Each text's probabilities; None for a text longer than MAX_TOKENS tokens (not read).
+    ``scores`` gives the 3 logits of each text from the tokenizer's numpy arrays: the run-time
+    OnnxScorer, or CrisisClassifier.scores (torch) while training."""
     if not texts:
         return []
-    lengths = [len(ids) for ids in model.tokenizer(list(texts))["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
     short = [i for i, n in enumerate(lengths) if n <= MAX_TOKENS]
     out: list[Reading | None] = [None] * len(texts)
-    with torch.inference_mode():
-        for at in range(0, len(short), batch_size):
-            batch = short[at:at + batch_size]
-            probs = torch.softmax(model.read(model.tokens([texts[i] for i in batch])).float(), -1).numpy()
-            for i, p in zip(batch, probs):
-                out[i] = Reading(float(p[2]), float(p[1] + p[2]))
+    for at in range(0, len(short), batch_size):
+        batch = short[at:at + batch_size]
+        logits = np.asarray(scores(encode(tokenizer, [texts[i] for i in batch], "np")), np.float64)
+        odds = np.exp(logits - logits.max(axis=1, keepdims=True))
+        for i, p in zip(batch, odds / odds.sum(axis=1, keepdims=True)):
+            out[i] = Reading(float(p[2]), float(p[1] + p[2]))
     return out
 
 
@@ -89,9 +97,11 @@ class CrisisRereader:
             raise CrisisModelError(f"{self.path} holds a {meta.get('format')!r} model, expected {REREAD_FORMAT!r}.")
         self.meta = meta
         try:
-            self.model = CrisisClassifier.trained(meta["base_model"], self.path / REREAD_FILE)
+            model = CrisisClassifier.trained(meta["base_model"], self.path / REREAD_FILE)
         except ValueError as exc:
             raise CrisisModelError(f"{exc}; rebuild it with `rag train-crisis --reread`.") from None
+        self.tokenizer = model.tokenizer
+        self._scores = OnnxScorer(model)  # the torch copy of the weights is dropped with ``model``
         self.crisis_threshold = float(meta["crisis_threshold"])
         self.concern_threshold = float(meta["concern_threshold"])
         self.keep_threshold = float(meta["keep_threshold"])
@@ -100,7 +110,7 @@ class CrisisRereader:
 
     def readings(self, texts: Sequence[str]) -> list[Reading | None]:
         with self._lock:
-            return read(self.model, texts)
+            return read(self.tokenizer, self._scores, texts)
 
     def decide(self, head: str, reading: Reading | None) -> str:
         """The verdict from the head's and this model's reading (None: the message was too long to read).

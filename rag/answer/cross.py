@@ -77,6 +77,13 @@ class CrossModel(torch.nn.Module):
         mask = pairs["attention_mask"].unsqueeze(-1).to(states.dtype)
         return self.head((states * mask).sum(1) / mask.sum(1)).squeeze(-1)
 
+    def scores(self, arrays: dict) -> np.ndarray:
+        """``read`` on the tokenizer's numpy arrays, by torch: what OnnxScorer computes, for
+        training code that holds the torch model."""
+        with torch.inference_mode():
+            return self.read({name: torch.from_numpy(np.asarray(arrays[name], np.int64))
+                              for name in ONNX_INPUTS}).float().numpy()
+
 
 def encode_pairs(tokenizer, questions: list[str], sentences: list[str], max_tokens: int, tensors: str):
     """"question [SEP] sentence", the sentence cut to fit ``max_tokens``: what the model reads."""
@@ -106,7 +113,7 @@ class CrossReader:
             raise ReaderNotFoundError(f"{exc}; rebuild it with `rag train-reader`") from None
         self.tokenizer = model.tokenizer
         self.null = float(model.null.detach())
-        self._session = _onnx_session(model)  # the torch copy of the weights is dropped with ``model``
+        self._scores = OnnxScorer(model)  # the torch copy of the weights is dropped with ``model``
         self.max_tokens = int(meta.get("max_tokens", 128))
         self.reads = int(meta.get("reads", CROSS_READS))
         self.fusion = float(meta.get("fusion", CROSS_FUSION))
@@ -131,8 +138,7 @@ class CrossReader:
             return np.zeros(0)
         with self._lock:
             pairs = encode_pairs(self.tokenizer, [question] * len(sentences), list(sentences), self.max_tokens, "np")
-        scores = self._session.run(None, {name: pairs[name].astype(np.int64) for name in ONNX_INPUTS})[0]
-        logits = np.concatenate([[self.null], scores.astype(np.float64)])
+        logits = np.concatenate([[self.null], self._scores(pairs).astype(np.float64)])
         odds = np.exp(logits - logits.max())
         return odds[1:] / odds.sum()
 
@@ -149,10 +155,21 @@ class _Scores(torch.nn.Module):
                                 "token_type_ids": token_type_ids})
 
 
+class OnnxScorer:
+    """A CrossModel's ``read`` run by onnxruntime, on the tokenizer's numpy arrays: the same
+    scores as torch (within 1e-5) in about half the time on these 2 cores (docs/reader.md). The
+    reader and the crisis screen's second look (rag.answer.crisis_reread) both run on it."""
+
+    def __init__(self, model: CrossModel):
+        self._session = _onnx_session(model)
+
+    def __call__(self, arrays: dict) -> np.ndarray:
+        return self._session.run(None, {name: np.asarray(arrays[name], np.int64) for name in ONNX_INPUTS})[0]
+
+
 def _onnx_session(model: CrossModel):
-    """The scorer run by onnxruntime: the same scores as torch (within 1e-5) in about half the
-    time on these 2 cores (docs/reader.md). Exported from the loaded weights when the reader
-    loads (2-3 s), in memory: no second copy of the weights on disk to keep in step."""
+    """Exported from the loaded weights when the model loads (2-3 s), in memory: no second copy
+    of the weights on disk to keep in step."""
     import io
     import warnings
 

@@ -78,7 +78,7 @@ def probabilities(model, texts: list[str]) -> np.ndarray:
     """Rows of P(none), P(concern), P(crisis) as the runtime reads them."""
     from ..answer.crisis_reread import read
 
-    readings = read(model, texts)
+    readings = read(model.tokenizer, model.scores, texts)
     if any(r is None for r in readings):
         raise ValueError("a training text is longer than the second look reads (MAX_TOKENS)")
     crisis = np.array([r.crisis for r in readings])
