@@ -227,6 +227,23 @@ def test_a_sentence_in_two_documents_is_quoted_once_with_both_sources(tmp_path, 
     assert also and also[0]["quote"] == shared and also[0]["n"] == quotes[0].n
 
 
+def test_a_line_of_a_pay_schedule_is_read_under_its_section_and_quoted_alone(tmp_path, embedder):
+    """"2026-2027 - $15.85" says nothing alone: it is read with its section's heading, and quoted as written.
+    (Only the heading: the sentence that introduces the schedule is not read with it.)"""
+    pipeline = pipeline_over(tmp_path, embedder, {"contract.md":
+        "# Student Worker Contract\n\n## Article 4 - Hours\n\n**4.1 Breaks.** Student workers receive a paid "
+        "break of fifteen minutes for every four hours worked.\n\n## Article 6 - Base Pay\n\n**6.1 Base Pay "
+        "Levels.** One base pay level applies to every student worker position on campus. Upon ratification "
+        "the base pay shall be $15.00 an hour. Each academic year the base pay rises as set out below.\n\n"
+        "2025-2026 - **$15.40**\n2026-2027 - **$15.85**\n\n**6.2 Stipends.** Community advisors may take a "
+        "room grant or a stipend of equal value.\n"})
+    answer = pipeline.ask("what will base pay be in 2026-2027")
+    assert not answer.refused and "$15.85" in answer.text
+    line = next(c for c in answer.citations if "$15.85" in c.quote)
+    assert line.quote.strip() == "2026-2027 - **$15.85**"
+    assert pipeline.index.documents[line.doc_id].text[line.start:line.end] == line.quote
+
+
 def test_titles_headings_and_byline_lines_are_never_quoted(tmp_path, embedder):
     pipeline = pipeline_over(tmp_path, embedder, {
         "pay.md":

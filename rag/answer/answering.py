@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on eval/questions.jsonl
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
 CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
+FRAGMENT_WORDS = 8  # a line shorter than this is a fragment: read with its section (Candidate.read)
 
 # What a factoid answer must contain, by question form (classic answer typing).
 _NUMBER = r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion|half)\b"
@@ -56,6 +57,17 @@ class Candidate:
     sentence: int = -1  # row in the index's sentence table (its vector)
     heading: str = ""  # where it sits: the section or document title
     previous: tuple[int, int] | None = None  # span of the sentence before it in its paragraph
+
+    @property
+    def read(self) -> str:
+        """What the answerer reads of it (term coverage, the reader): a fragment ("2026-2027 -
+        $14.04", a line of a pay schedule) with the section it sits in, as a reader of the page
+        sees it under its heading; a sentence alone. Not under the document's title alone: a
+        byline under it ("Posted October 3, 2026 by ...") would borrow the words of a question
+        that names the page. The quote is always ``text``."""
+        if self.heading and self.heading != self.title and len(self.text.split()) < FRAGMENT_WORDS:
+            return f"{self.heading}: {self.text}"
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class Answerer:
         vectors = self._sentence_vectors(candidates, index)
         semantic = vectors @ query_vector
         idf, unseen = self._idf_table(index)
-        coverage, typed = first_stage_features(question, [c.text for c in candidates], idf, unseen, focus)
+        coverage, typed = first_stage_features(question, [c.read for c in candidates], idf, unseen, focus)
         heuristic = self.semantic_weight * semantic + (1 - self.semantic_weight) * coverage
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
         order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
@@ -118,7 +130,7 @@ class Answerer:
         the refusal knob (a probability), and the others keep their distance from it. A question
         whose best first-stage score is under the reader's ``floor`` is not read: refused.
         """
-        order, fused, answers = self.reader.fuse(question, [c.text for c in candidates], heuristic, order)
+        order, fused, answers = self.reader.fuse(question, [c.read for c in candidates], heuristic, order)
         best = fused[order[0]]
         share = np.clip(fused / best, 0.0, 1.0) if best > 0 else np.zeros(len(fused))
         return [Scored(candidates[i], answers * float(share[i]), float(semantic[i]), float(coverage[i]),
@@ -288,11 +300,13 @@ def _with_context(c: Candidate, text: str) -> Candidate:
 
 
 def _informative(sentence: str, title: str) -> bool:
-    """Headings, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone."""
+    """Headings, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone; a short
+    line holding a figure ("2026-2027 - $14.04") does, read under its section (Candidate.read)."""
     words = sentence.split()
-    heading_like = (len(words) < 8 and not _SENTENCE_END.search(sentence) and not any(ch.isdigit() for ch in sentence))
-    return (len(words) >= 4 and not sentence.rstrip().endswith(":") and not heading_like
-            and not _QUESTION_END.search(sentence) and sentence.strip() != title.strip())
+    figure = any(ch.isdigit() for ch in sentence)
+    heading_like = len(words) < FRAGMENT_WORDS and not _SENTENCE_END.search(sentence) and not figure
+    return ((len(words) >= 4 or (figure and len(words) >= 2)) and not sentence.rstrip().endswith(":")
+            and not heading_like and not _QUESTION_END.search(sentence) and sentence.strip() != title.strip())
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:
