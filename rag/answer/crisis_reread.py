@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import CrisisModelError
-from .cross import CrossModel, OnnxScorer
+from .cross import CrossModel, OnnxScorer, softmax
 from .crisis import LABELS
 
 REREAD_FORMAT = "strike-qa crisis reread v2"
@@ -71,8 +71,7 @@ def read(tokenizer, scores: Callable[[dict], np.ndarray], texts: Sequence[str],
     for at in range(0, len(short), batch_size):
         batch = short[at:at + batch_size]
         logits = np.asarray(scores(encode(tokenizer, [texts[i] for i in batch], "np")), np.float64)
-        odds = np.exp(logits - logits.max(axis=1, keepdims=True))
-        for i, p in zip(batch, odds / odds.sum(axis=1, keepdims=True)):
+        for i, p in zip(batch, softmax(logits)):
             out[i] = Reading(float(p[2]), float(p[1] + p[2]))
     return out
 

@@ -138,9 +138,13 @@ class CrossReader:
             return np.zeros(0)
         with self._lock:
             pairs = encode_pairs(self.tokenizer, [question] * len(sentences), list(sentences), self.max_tokens, "np")
-        logits = np.concatenate([[self.null], self._scores(pairs).astype(np.float64)])
-        odds = np.exp(logits - logits.max())
-        return odds[1:] / odds.sum()
+        return softmax(np.concatenate([[self.null], self._scores(pairs).astype(np.float64)]))[1:]
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Probabilities from logits along ``axis``, shifted by their largest first so exp never overflows."""
+    odds = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return odds / odds.sum(axis=axis, keepdims=True)
 
 
 class _Scores(torch.nn.Module):
