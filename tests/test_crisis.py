@@ -59,8 +59,10 @@ VENTING = ("I have been a Kaiser member for eleven years and I have never been t
 
 
 def written_texts() -> set[str]:
-    path = ROOT / "training" / "crisis" / "written.jsonl"
-    return {json.loads(line)["text"].lower() for line in path.read_text(encoding="utf-8").splitlines()}
+    """Every written message trained on or held out (training/crisis/*.jsonl), lowercased."""
+    from rag.train import crisis
+
+    return {row["text"].lower() for path in (crisis.WRITTEN, *crisis.HALVED.values()) for row in crisis.written_rows(path)}
 
 
 def test_test_messages_are_not_training_messages():
@@ -273,9 +275,7 @@ SPANISH_GOODBYE = "ya me despedí de mis hijos. díganle al sindicato que no nec
 
 
 def test_these_messages_are_in_no_written_set():
-    written_2 = {json.loads(line)["text"].lower()
-                 for line in (ROOT / "training" / "crisis" / "written-2.jsonl").read_text(encoding="utf-8").splitlines()}
-    assert not {m.lower() for m in [*STRIKE_IDIOMS, SPANISH_GOODBYE, *SPANISH_STRIKE_TALK, *SPANISH_CRISIS]} & (written_texts() | written_2)
+    assert not {m.lower() for m in [*STRIKE_IDIOMS, SPANISH_GOODBYE, *SPANISH_STRIKE_TALK, *SPANISH_CRISIS]} & written_texts()
 
 
 @pytest.mark.parametrize("message", STRIKE_IDIOMS)
@@ -362,9 +362,7 @@ QUIET_GOODBYES = ["I won't be around for the strike vote. I've said my goodbyes 
 
 
 def test_the_second_look_messages_are_in_no_written_set():
-    written_2 = {json.loads(line)["text"].lower()
-                 for line in (ROOT / "training" / "crisis" / "written-2.jsonl").read_text(encoding="utf-8").splitlines()}
-    assert not {m.lower() for m in [*ABSENCE_QUESTIONS, *QUIET_GOODBYES]} & (written_texts() | written_2)
+    assert not {m.lower() for m in [*ABSENCE_QUESTIONS, *QUIET_GOODBYES]} & written_texts()
 
 
 @pytest.mark.parametrize("message", ABSENCE_QUESTIONS)

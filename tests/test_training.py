@@ -158,3 +158,18 @@ def test_every_split_spells_held_out_one_way():
     assert not spelled_apart
     with pytest.raises(ValueError, match="buckets must be > 0"):
         splits.bucket("x", 0)
+
+
+def test_each_shipped_crisis_model_records_the_written_sets_its_command_trains_on():
+    """make crisis-model's data, as each shipped model recorded it: the Spanish head without
+    Written-3 (rag.train.crisis.E5_HALVED), the English head and the second look with every set."""
+    import numpy as np
+
+    from rag.train import crisis
+
+    recorded = {name: json.loads(str(np.load(ROOT / "models" / "crisis" / name)["meta"]))["data_sha256"]
+                for name in ("head.npz", "head-es.npz")}
+    recorded["reread"] = json.loads((ROOT / "models" / "crisis" / "reread" / "reread.json").read_text())["data_sha256"]
+    everything, spanish = crisis.data_sha256(), crisis.data_sha256(crisis.E5_HALVED)
+    assert everything != spanish
+    assert recorded == {"head.npz": everything, "head-es.npz": spanish, "reread": everything}

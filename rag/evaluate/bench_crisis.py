@@ -34,7 +34,7 @@ import numpy as np
 from ..answer.crisis import CrisisDetector, CrisisHead, encoder_for, language, pieces, summarize
 from ..answer.safety import SCAN_CHARS, check, combine, screen
 from ..config import ROOT, offline_environment, shared_dir
-from ..train.crisis import HARD_WORDS, SQUAD, screened_text, union_questions, written_2
+from ..train.crisis import HALVED, HARD_WORDS, SQUAD, screened_text, union_questions, written_2, written_rows
 from ..train.splits import HELDOUT, crisis_split, stable_sample
 
 csv.field_size_limit(10**8)
@@ -100,11 +100,12 @@ def load_sets(args) -> list[tuple[str, str, list[str]]]:
             sets.append(("Documents", f"{path.name} (not trained on)", qs))
     # The written messages' held-out half (rag.train.crisis trains on the other), and the written
     # reader questions (members' questions over other unions' documents) as ordinary messages.
-    kept = [r for r in written_2() if held_out(screened_text(r))]
-    for label in ("crisis", "concern", "none"):
-        for lang in ("en", "es"):
-            texts = [screened_text(r) for r in kept if r["label"] == label and r["lang"] == lang]
-            sets.append(("Written-2", f"held-out {label} ({lang})", texts))
+    for name, path in HALVED.items():
+        kept = [r for r in written_rows(path) if held_out(screened_text(r))]
+        for label in ("crisis", "concern", "none"):
+            for lang in ("en", "es"):
+                texts = [screened_text(r) for r in kept if r["label"] == label and r["lang"] == lang]
+                sets.append((name, f"held-out {label} ({lang})", texts))
     union = list(dict.fromkeys(union_questions()))
     sets.append(("Documents", "written union questions, held-out half", [q for q in union if held_out(q)]))
     if SQUAD.exists():
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="every message of every set")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/crisis-bench-vectors.npz"))
     parser.add_argument("--questions", type=Path, action="append", help="more eval files of document questions")
-    parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Written-2, Documents)")
+    parser.add_argument("--only", action="append", help="only these groups (Fei-X, SDCNL, C-SSRS, Written-2, Written-3, Documents)")
     parser.add_argument("--latency", type=int, default=0,
                         help="also time the screen (rules + each head) on this many held-out union questions")
     parser.add_argument("--reread", type=Path,

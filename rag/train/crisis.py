@@ -35,8 +35,15 @@ from .splits import HELDOUT, crisis_split
 
 SEED = 13
 WRITTEN = ROOT / "training" / "crisis" / "written.jsonl"
-# The second written set (issue #24): its held-out half (crisis_split) is kept for the benchmark.
+# The written sets of issue #24, each by its benchmark name: their held-out halves (crisis_split) are
+# kept for the benchmark, the other halves trained on.
 WRITTEN_2 = ROOT / "training" / "crisis" / "written-2.jsonl"
+WRITTEN_3 = ROOT / "training" / "crisis" / "written-3.jsonl"
+HALVED = {"Written-2": WRITTEN_2, "Written-3": WRITTEN_3}
+# The Spanish head (multilingual-e5-small) learns from the sets before Written-3: trained with it,
+# it gave a resources line to ordinary Spanish questions ("mi papá murió el martes, ¿cuántos días
+# de duelo me tocan?", P 0.043 against its concern threshold 0.032; docs/crisis-screen.md).
+E5_HALVED = ("Written-2",)
 SQUAD = shared_dir("datasets", "squad2-dev-half", "dev-v2.0-half.json")
 # SQuAD questions using the words a crisis message uses: the hardest "none" cases.
 HARD_WORDS = re.compile(r"\b(death|deaths|die|died|dies|dying|dead|suicid\w*|kill\w*|murder\w*|overdos\w*|"
@@ -62,8 +69,17 @@ def eval_questions() -> list[str]:
     return out
 
 
+def written_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def written_2() -> list[dict]:
-    return [json.loads(line) for line in WRITTEN_2.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return written_rows(WRITTEN_2)
+
+
+def data_sha256(halved: tuple[str, ...] = tuple(HALVED)) -> str:
+    """The written messages a model learned from, as one hash for its record."""
+    return hashlib.sha256(b"".join(path.read_bytes() for path in (WRITTEN, *(HALVED[n] for n in halved)))).hexdigest()
 
 
 def screened_text(row: dict) -> str:
@@ -104,10 +120,12 @@ def augment(text: str, rng: random.Random) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def dataset(rng: random.Random) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Texts, labels (index into LABELS), group ids (the original message) and which are questions."""
-    rows = [json.loads(line) for line in WRITTEN.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows += [row for row in written_2() if trained_on(screened_text(row))]
+def dataset(rng: random.Random, halved: tuple[str, ...] = tuple(HALVED)
+            ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Texts, labels (index into LABELS), group ids (the original message) and which are questions;
+    of the halved written sets, those named in ``halved`` (their train halves)."""
+    rows = written_rows(WRITTEN)
+    rows += [row for name in halved for row in written_rows(HALVED[name]) if trained_on(screened_text(row))]
     texts, labels, groups, questions = [], [], [], []
     for g, row in enumerate(rows):
         for variant in augment(row["text"], rng):
@@ -224,7 +242,8 @@ def train(out: Path, *, cache: Path | None = None, head: str = "auto", encoder: 
     started = time.perf_counter()
     rng = random.Random(SEED)
     np.random.seed(SEED)
-    texts, y, groups, questions, counts = dataset(rng)
+    halved = E5_HALVED if encoder == "e5" else tuple(HALVED)
+    texts, y, groups, questions, counts = dataset(rng, halved)
     log(f"{len(texts)} training texts: {counts}")
     embedder = load_encoder(encoder)
     x = cached_vectors(embedder, texts, cache) if cache else embed_all(embedder, texts, batch_size=64)
@@ -244,7 +263,7 @@ def train(out: Path, *, cache: Path | None = None, head: str = "auto", encoder: 
     fitted = make_head(kind).fit(x, y)
     meta = {"format": FORMAT, "kind": kind, "labels": list(LABELS), "embedder": embedder.name,
             "crisis_threshold": t_crisis, "concern_threshold": t_flag, "seed": SEED,
-            "data_sha256": hashlib.sha256(WRITTEN.read_bytes() + WRITTEN_2.read_bytes()).hexdigest(), "counts": counts,
+            "data_sha256": data_sha256(halved), "counts": counts,
             "cross_validation": results}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

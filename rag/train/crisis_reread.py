@@ -9,7 +9,6 @@ weights.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .crisis import (MAX_CRISIS_FP_OTHER, MAX_CRISIS_FP_QUESTIONS, MAX_FLAG_FP_QUESTIONS, SEED, WRITTEN,
-                     WRITTEN_2, dataset, pick_thresholds, report)
+from .crisis import (MAX_CRISIS_FP_OTHER, MAX_CRISIS_FP_QUESTIONS, MAX_FLAG_FP_QUESTIONS, SEED, data_sha256,
+                     dataset, pick_thresholds, report)
 from .finetune import Finetuner
 
 # The grey zone the second look reads, as a share of the head's concern threshold: the line
@@ -147,7 +146,7 @@ def _train(out_dir: Path, *, folds: int, epochs: int, lr: float, batch_size: int
             "crisis_threshold": round(t_crisis, 4), "concern_threshold": round(t_flag, 4),
             "keep_threshold": round(t_keep, 4), "zone": ZONE, **settings,
             "folds": folds, "texts": len(texts), "counts": counts,
-            "data_sha256": hashlib.sha256(WRITTEN.read_bytes() + WRITTEN_2.read_bytes()).hexdigest(),
+            "data_sha256": data_sha256(),
             "keep_loss": KEEP_LOSS,
             "budgets": {"crisis_on_questions": MAX_CRISIS_FP_QUESTIONS, "crisis_on_other_none": MAX_CRISIS_FP_OTHER,
                         "flagged_questions": MAX_FLAG_FP_QUESTIONS},
