@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from rag.answer.answering import reading_context
 from rag.answer.cross import CROSS_FILE, CROSS_FUSION, CROSS_READS, CrossReader
 from rag.config import shared_dir
 from rag.errors import ReaderNotFoundError
@@ -82,8 +83,12 @@ def test_the_best_candidate_scores_the_probability_that_one_answers(corpus_setti
     vector = retriever.embed_query(question)
     hits = retriever.search(question, corpus_settings.top_k, vector=vector)
     ranked = pipe.answerer.rank(question, hits, retriever.index, vector)
-    heuristic_order = sorted(ranked, key=lambda s: -s.heuristic)[:reader.reads]
-    total = reader.probabilities(question, [s.candidate.text for s in heuristic_order]).sum()
+    heuristic_order = [s.candidate for s in sorted(ranked, key=lambda s: -s.heuristic)[:reader.reads]]
+    docs = retriever.index.documents
+    contexts = [reading_context(docs[c.doc_id].section_at(c.start),
+                                docs[c.doc_id].text[c.before[0]:c.before[1]] if c.before else "")
+                for c in heuristic_order]  # what the reader reads beside each (it learned with them)
+    total = reader.probabilities(question, [c.read for c in heuristic_order], contexts).sum()
     assert ranked[0].score == pytest.approx(total, rel=1e-6)
     assert all(0 <= s.score <= ranked[0].score for s in ranked)
 
@@ -114,6 +119,34 @@ def test_rag_train_reader_builds_a_cross_encoder_from_the_command_line(tmp_path,
     reader = load_reader(str(out))
     assert isinstance(reader, CrossReader) and reader.threshold == 0.3
     assert np.isfinite(reader.probabilities("When is the vote?", ["The vote is on May 3."])).all()
+
+
+@needs_corpora
+def test_a_reader_trained_with_context_reads_each_sentence_with_where_it_sits(tmp_path):
+    """`rag train-reader` (how the shipped reader is made) records that the model reads contexts,
+    and it does read them: the same sentence scores differently under another section."""
+    from rag.answer.reader import load_reader
+    from rag.cli import main
+
+    out = tmp_path / "context-cross"
+    assert main(["train-reader", "--questions", "8", "--epochs", "1", "--out", str(out)]) == 0
+    reader = load_reader(str(out))
+    assert reader.reads_context and json.loads((out / "reader.json").read_text())["reads_context"] is True
+    sentence = ["The union pays it for the first month."]
+    under = [reader.probabilities("who pays my health insurance premiums?", sentence, [context])
+             for context in ("Will my health insurance continue during the strike?", "Parking at the hall")]
+    assert not np.allclose(under[0], under[1])
+
+
+def test_reading_context_is_the_section_and_the_end_of_the_sentence_before():
+    from rag.answer.answering import CONTEXT_WORDS, reading_context
+
+    assert reading_context("Article 14 Bereavement Leave", "Leave is paid.") == \
+        "Article 14 Bereavement Leave | Leave is paid."
+    assert reading_context("", "Leave is paid.") == "Leave is paid."
+    assert reading_context("Article 14", "") == "Article 14"
+    long = " ".join(f"w{i}" for i in range(100))
+    assert reading_context("", long).split() == long.split()[-CONTEXT_WORDS:]
 
 
 @pytest.mark.parametrize("flag", ["--epochs", "--questions"])
@@ -162,6 +195,7 @@ def test_the_shipped_reader_loads_offline_as_its_card_says():
     assert isinstance(reader, CrossReader) and reader.path == SHIPPED
     assert reader.meta["seed"] == 13 and reader.meta["base_model"] == "bundled"
     assert reader.meta["questions"] == 2182 and 0 < reader.threshold < 1
+    assert reader.reads_context  # each sentence with its section and the sentence before it
     assert (SHIPPED / CROSS_FILE).stat().st_size < 50_000_000
     card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert f"{reader.threshold:.2f}" in card and "rag train-reader" in card
@@ -218,6 +252,12 @@ MEMBER_CORPUS = {
         "We are striking because the County refused to fix the unsafe staffing that puts patients at risk. "
         "Strike pay from the Local 99 strike fund is $300 a week for members who picket twenty hours. "
         "Strike pay starts in the second week of the strike.\n"),
+    "strike-faq.md": (
+        "# Strike FAQ\n\n"
+        "## Will my health insurance continue if we go on strike?\n\n"
+        "Yes. The union will pay the premiums for the whole first month, so keep every receipt.\n\n"
+        "## Can I take a second job during the strike?\n\n"
+        "You may take other work, but you must still picket twenty hours to receive strike pay.\n"),
 }
 
 
@@ -240,6 +280,8 @@ def member_pipeline(tmp_path_factory, embedder):
 @pytest.mark.parametrize("question, history, quoted", [
     ("how many paid days off do i get when my dad dies", None, "three (3) days"),  # members' words
     ("Why are we going on strike?", None, "unsafe staffing"),  # the reason, not the walkout's date
+    # The answer names neither health nor insurance (its FAQ heading does): the heuristic alone refuses.
+    ("do we keep our health coverage while we're out on strike", None, "pay the premiums"),
     ("and when does it start?", [{"role": "user", "content": "How much is strike pay?"},
                                  {"role": "assistant", "content": "Strike pay is $300 a week [1]."}],
      "second week"),

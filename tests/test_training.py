@@ -65,11 +65,11 @@ def test_an_unanswerable_question_meets_its_tempting_sentence_and_must_pick_none
     by_article = group_by_article(items)
     rng = random.Random(13)
     for it in unanswerable:
-        sentences, labels = window_candidates(it, by_article, rng)
+        sentences, labels, _ = window_candidates(it, by_article, rng)
         assert not any(labels) and {it.sentences[i] for i in it.traps} <= set(sentences), it.qid
     groups = cross_groups(unanswerable, by_article, random.Random(13))
-    assert [target for _, _, target in groups] == [0] * len(unanswerable)  # "none of these"
-    assert all(len(sents) == 8 and len(set(sents)) > 1 for _, sents, _ in groups)
+    assert [target for _, _, _, target in groups] == [0] * len(unanswerable)  # "none of these"
+    assert all(len(sents) == 8 and len(set(sents)) > 1 for _, sents, _, _ in groups)
 
 
 # ── Splits: one helper (rag.train.splits), every membership exactly as published ─────────────

@@ -24,6 +24,7 @@ HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on e
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
 CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
 FRAGMENT_WORDS = 8  # a line shorter than this is a fragment: read with its section (Candidate.read)
+CONTEXT_WORDS = 30  # of the sentence before, read beside a candidate by a context-reading reader
 
 # What a factoid answer must contain, by question form (classic answer typing).
 _NUMBER = r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion|half)\b"
@@ -57,6 +58,7 @@ class Candidate:
     sentence: int = -1  # row in the index's sentence table (its vector)
     heading: str = ""  # where it sits: the section or document title
     previous: tuple[int, int] | None = None  # span of the sentence before it in its paragraph
+    before: tuple[int, int] | None = None  # span of the sentence before it, in any paragraph (``reading_context``)
 
     @property
     def read(self) -> str:
@@ -115,12 +117,12 @@ class Answerer:
         heuristic = np.where(typed, heuristic, heuristic * TYPE_MISMATCH)  # "how many" needs a number...
         order = sorted(range(len(candidates)), key=lambda i: (-heuristic[i], candidates[i].rank, candidates[i].start))
         if self.reader is not None:
-            return self._cross_rank(question, candidates, order, semantic, coverage, heuristic)
+            return self._cross_rank(question, candidates, order, semantic, coverage, heuristic, index)
         return [Scored(candidates[i], float(heuristic[i]), float(semantic[i]), float(coverage[i]),
                        float(heuristic[i])) for i in order]
 
     def _cross_rank(self, question: str, candidates: list[Candidate], order: list[int], semantic: np.ndarray,
-                    coverage: np.ndarray, heuristic: np.ndarray) -> list[Scored]:
+                    coverage: np.ndarray, heuristic: np.ndarray, index: Index) -> list[Scored]:
         """The cross-encoder reads the question with the first stage's best ``reads`` candidates.
 
         Its probabilities add to the heuristic to choose (``fusion`` weight: alone it chose no
@@ -130,7 +132,14 @@ class Answerer:
         the refusal knob (a probability), and the others keep their distance from it. A question
         whose best first-stage score is under the reader's ``floor`` is not read: refused.
         """
-        order, fused, answers = self.reader.fuse(question, [c.read for c in candidates], heuristic, order)
+        contexts = None
+        if self.reader.reads_context:  # only of those it reads: a section path walks the headings
+            contexts = [""] * len(candidates)
+            for i in order[:self.reader.reads]:
+                c = candidates[i]
+                doc = index.documents[c.doc_id]
+                contexts[i] = reading_context(doc.section_at(c.start), doc.text[c.before[0]:c.before[1]] if c.before else "")
+        order, fused, answers = self.reader.fuse(question, [c.read for c in candidates], heuristic, order, contexts)
         best = fused[order[0]]
         share = np.clip(fused / best, 0.0, 1.0) if best > 0 else np.zeros(len(fused))
         return [Scored(candidates[i], answers * float(share[i]), float(semantic[i]), float(coverage[i]),
@@ -159,6 +168,15 @@ class Answerer:
     def _idf_table(self, index: Index) -> tuple[dict[str, float], float]:
         """Term weights, computed at ingest (index.idf)."""
         return index.idf.terms, index.idf.unseen
+
+
+def reading_context(section: str, before: str) -> str:
+    """Where a sentence sits, as a context-reading cross-encoder reads it beside the sentence:
+    its section's heading and the end of the sentence before it (in any paragraph), so a reason
+    can meet the event it explains and a contract's clause the topic it continues. The same for
+    training (rag.train.questions) and answering (``_candidates``)."""
+    words = before.split()[-CONTEXT_WORDS:]
+    return " | ".join(part for part in (section.strip(), " ".join(words)) if part)
 
 
 def first_stage_features(question: str, sentences: list[str], idf: dict[str, float], unseen: float,
@@ -262,7 +280,7 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
             seen.add(sentence_row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
                                  start, end, text, rank, sentence_row, heading=chunk.section or chunk.title,
-                                 previous=_same_paragraph(doc.text, before, start)))
+                                 previous=_same_paragraph(doc.text, before, start), before=before))
     return out
 
 

@@ -1,5 +1,6 @@
 """The cross-encoder reader: all-MiniLM-L6-v2 reading a question and a candidate sentence
-together, trained on the written union questions (rag.train.reader.train_cross).
+together, with where the sentence sits (its section heading and the sentence before it,
+answering.reading_context), trained on the written union questions (rag.train.reader.train_cross).
 
 It reads both texts at once (where a bi-encoder compares two vectors made apart), so
 "they didn't put me to work" can meet "not put to work ... entitled to a minimum of two hours
@@ -29,8 +30,8 @@ ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer
 
 
 class CrossModel(torch.nn.Module):
-    """The mean of MiniLM's token states over "question [SEP] sentence", through a linear
-    layer: how well the sentence answers. ``null`` is the learned score of "none of these"."""
+    """The mean of MiniLM's token states over "question [SEP] sentence [SEP] context", through
+    a linear layer: how well the sentence answers. ``null`` is the learned score of "none of these"."""
 
     def __init__(self, encoder, tokenizer):
         super().__init__()
@@ -69,8 +70,9 @@ class CrossModel(torch.nn.Module):
         model.eval()
         return model
 
-    def pairs(self, questions: list[str], sentences: list[str], max_tokens: int) -> dict:
-        return encode_pairs(self.tokenizer, questions, sentences, max_tokens, "pt")
+    def pairs(self, questions: list[str], sentences: list[str], max_tokens: int,
+              contexts: list[str] | None = None) -> dict:
+        return encode_pairs(self.tokenizer, questions, sentences, max_tokens, "pt", contexts)
 
     def read(self, pairs: dict) -> torch.Tensor:
         states = self.encoder(**pairs).last_hidden_state
@@ -85,8 +87,12 @@ class CrossModel(torch.nn.Module):
                               for name in ONNX_INPUTS}).float().numpy()
 
 
-def encode_pairs(tokenizer, questions: list[str], sentences: list[str], max_tokens: int, tensors: str):
-    """"question [SEP] sentence", the sentence cut to fit ``max_tokens``: what the model reads."""
+def encode_pairs(tokenizer, questions: list[str], sentences: list[str], max_tokens: int, tensors: str,
+                 contexts: list[str] | None = None):
+    """"question [SEP] sentence", or with ``contexts`` "question [SEP] sentence [SEP] context"
+    (answering.reading_context), cut from the end to fit ``max_tokens``: what the model reads."""
+    if contexts is not None:
+        sentences = [f"{s} {tokenizer.sep_token} {c}" if c else s for s, c in zip(sentences, contexts, strict=True)]
     return tokenizer(questions, sentences, truncation="only_second", max_length=max_tokens, padding=True,
                      return_tensors=tensors)
 
@@ -119,25 +125,29 @@ class CrossReader:
         self.fusion = float(meta.get("fusion", CROSS_FUSION))
         self.floor = float(meta.get("floor", CROSS_FLOOR))
         self.threshold = float(meta.get("threshold", {}).get("value", 0.5))
+        self.reads_context = bool(meta.get("reads_context", False))  # trained on sentences with their context
         self._lock = threading.Lock()  # the fast tokenizer is not safe across threads
 
-    def fuse(self, question: str, texts: Sequence[str], first_stage: np.ndarray,
-             order: Sequence[int]) -> tuple[list[int], np.ndarray, float]:
+    def fuse(self, question: str, texts: Sequence[str], first_stage: np.ndarray, order: Sequence[int],
+             contexts: Sequence[str] | None = None) -> tuple[list[int], np.ndarray, float]:
         """Reads the question with the first stage's best ``reads`` candidates (``order`` is the
-        first stage's, best first; none are read if its best is under ``floor``). Returns the new
+        first stage's, best first; none are read if its best is under ``floor``), each with its
+        context where the model reads contexts (``reads_context``). Returns the new
         order, each candidate's fused score (the first stage's plus ``fusion`` times its
         probability) and the probability that one of those read answers (their sum)."""
         read = list(order[:self.reads]) if len(order) and first_stage[order[0]] >= self.floor else []
-        probs = self.probabilities(question, [texts[i] for i in read])
+        probs = self.probabilities(question, [texts[i] for i in read],
+                                   [contexts[i] for i in read] if self.reads_context and contexts is not None else None)
         fused = np.asarray(first_stage, dtype=np.float64).copy()
         fused[read] += self.fusion * probs
         return sorted(order, key=lambda i: -fused[i]), fused, float(probs.sum())  # stable: ties keep the order
 
-    def probabilities(self, question: str, sentences: Sequence[str]) -> np.ndarray:
+    def probabilities(self, question: str, sentences: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
         if not sentences:
             return np.zeros(0)
         with self._lock:
-            pairs = encode_pairs(self.tokenizer, [question] * len(sentences), list(sentences), self.max_tokens, "np")
+            pairs = encode_pairs(self.tokenizer, [question] * len(sentences), list(sentences), self.max_tokens, "np",
+                                 list(contexts) if contexts is not None else None)
         return softmax(np.concatenate([[self.null], self._scores(pairs).astype(np.float64)]))[1:]
 
 

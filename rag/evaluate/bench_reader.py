@@ -188,7 +188,7 @@ def squad_section(reader, scorer: Scorer) -> None:
     rng = random.Random(13)
     records = []
     for it in held:
-        sentences, _ = window_candidates(it, by_article, rng)
+        sentences, _, _ = window_candidates(it, by_article, rng)
         cov, typed = first_stage_features(it.question, sentences, *idf[it.article])
         h = heuristic(scorer.vectors(sentences) @ scorer.vectors([it.question])[0], cov, typed)
         order = sorted(range(len(sentences)), key=lambda i: -h[i])

@@ -36,6 +36,7 @@ class QAItem:
     paragraph: int
     answers: tuple[str, ...] = ()  # the answer spans' texts (none for an unanswerable question)
     traps: frozenset[int] = frozenset()  # sentences written down as tempting a wrong answer
+    contexts: tuple[str, ...] = ()  # per sentence, where it sits (answering.reading_context); SQuAD: none
 
     @property
     def answerable(self) -> bool:
@@ -70,6 +71,7 @@ def load_union(labels: Path = UNION_LABELS) -> list[QAItem]:
     span's sentences are the positives (for an unanswerable question, the traps). A follow-up
     is read as the pipeline reads it, rewritten with its history (conversation.standalone).
     A document whose bytes differ from the label's SHA-256 is an error: its offsets would lie."""
+    from ..answer.answering import reading_context
     from ..answer.conversation import standalone
     from ..types import turns
     from ..ingest.loaders import load_file
@@ -99,10 +101,13 @@ def load_union(labels: Path = UNION_LABELS) -> list[QAItem]:
         window = spans[first:first + size]
         inside = frozenset(i - first for i in hit)
         question = standalone(row["question"], turns(row.get("history")))
+        contexts = tuple(reading_context(section_path(headings, spans[i][0]),
+                                         text[spans[i - 1][0]:spans[i - 1][1]] if i else "")
+                         for i in range(first, first + len(window)))
         items.append(QAItem(f"{doc}#{n}", doc, question, section_path(headings, spans[hit[0]][0]),
                             tuple(text[a:b] for a, b in window), inside if row["answerable"] else frozenset(),
                             first, (row["answer"],) if row["answerable"] else (),
-                            traps=frozenset() if row["answerable"] else inside))
+                            traps=frozenset() if row["answerable"] else inside, contexts=contexts))
     return items
 
 
