@@ -85,8 +85,7 @@ def test_the_best_candidate_scores_the_probability_that_one_answers(corpus_setti
     ranked = pipe.answerer.rank(question, hits, retriever.index, vector)
     heuristic_order = [s.candidate for s in sorted(ranked, key=lambda s: -s.heuristic)[:reader.reads]]
     docs = retriever.index.documents
-    contexts = [reading_context(docs[c.doc_id].section_at(c.start),
-                                docs[c.doc_id].text[c.before[0]:c.before[1]] if c.before else "")
+    contexts = [reading_context(docs[c.doc_id].text, docs[c.doc_id].headings, c.start, c.before)
                 for c in heuristic_order]  # what the reader reads beside each (it learned with them)
     total = reader.probabilities(question, [c.read for c in heuristic_order], contexts).sum()
     assert ranked[0].score == pytest.approx(total, rel=1e-6)
@@ -139,14 +138,17 @@ def test_a_reader_trained_with_context_reads_each_sentence_with_where_it_sits(tm
 
 
 def test_reading_context_is_the_section_and_the_end_of_the_sentence_before():
-    from rag.answer.answering import CONTEXT_WORDS, reading_context
+    from rag.answer.answering import CONTEXT_WORDS
+    from rag.types import Heading
 
-    assert reading_context("Article 14 Bereavement Leave", "Leave is paid.") == \
-        "Article 14 Bereavement Leave | Leave is paid."
-    assert reading_context("", "Leave is paid.") == "Leave is paid."
-    assert reading_context("Article 14", "") == "Article 14"
+    text = "Article 14 Bereavement Leave\n\nLeave is paid. It is three days."
+    heading = (Heading(0, 28, 1, "Article 14 Bereavement Leave"),)
+    before, start = (30, 44), 45  # "Leave is paid.", then "It is three days."
+    assert reading_context(text, heading, start, before) == "Article 14 Bereavement Leave | Leave is paid."
+    assert reading_context(text, (), start, before) == "Leave is paid."
+    assert reading_context(text, heading, start, None) == "Article 14 Bereavement Leave"
     long = " ".join(f"w{i}" for i in range(100))
-    assert reading_context("", long).split() == long.split()[-CONTEXT_WORDS:]
+    assert reading_context(long, (), len(long), (0, len(long))).split() == long.split()[-CONTEXT_WORDS:]
 
 
 @pytest.mark.parametrize("flag", ["--epochs", "--questions"])

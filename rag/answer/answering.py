@@ -15,7 +15,7 @@ import numpy as np
 from ..ingest.embedding import Embedder
 from ..ingest.index import Index
 from ..ingest.lexical import content_terms
-from ..types import Citation, Hit, Piece, cited_text
+from ..types import Citation, Heading, Hit, Piece, cited_text, section_path
 
 if TYPE_CHECKING:
     from .cross import CrossReader
@@ -138,7 +138,7 @@ class Answerer:
             for i in order[:self.reader.reads]:
                 c = candidates[i]
                 doc = index.documents[c.doc_id]
-                contexts[i] = reading_context(doc.section_at(c.start), doc.text[c.before[0]:c.before[1]] if c.before else "")
+                contexts[i] = reading_context(doc.text, doc.headings, c.start, c.before)
         order, fused, answers = self.reader.fuse(question, [c.read for c in candidates], heuristic, order, contexts)
         best = fused[order[0]]
         share = np.clip(fused / best, 0.0, 1.0) if best > 0 else np.zeros(len(fused))
@@ -170,13 +170,13 @@ class Answerer:
         return index.idf.terms, index.idf.unseen
 
 
-def reading_context(section: str, before: str) -> str:
-    """Where a sentence sits, as a context-reading cross-encoder reads it beside the sentence:
-    its section's heading and the end of the sentence before it (in any paragraph), so a reason
-    can meet the event it explains and a contract's clause the topic it continues. The same for
-    training (rag.train.questions) and answering (``_candidates``)."""
-    words = before.split()[-CONTEXT_WORDS:]
-    return " | ".join(part for part in (section.strip(), " ".join(words)) if part)
+def reading_context(text: str, headings: tuple[Heading, ...], start: int, before: tuple[int, int] | None) -> str:
+    """Where the sentence at ``start`` of ``text`` sits, as the cross-encoder reads it beside the
+    sentence: its section's heading path and the end of the sentence before it (span ``before``,
+    in any paragraph), so a reason can meet the event it explains and a contract's clause the
+    topic it continues. The one rule for training (rag.train.questions) and answering."""
+    words = text[before[0]:before[1]].split()[-CONTEXT_WORDS:] if before else []
+    return " | ".join(part for part in (section_path(headings, start).strip(), " ".join(words)) if part)
 
 
 def first_stage_features(question: str, sentences: list[str], idf: dict[str, float], unseen: float,

@@ -101,8 +101,7 @@ def load_union(labels: Path = UNION_LABELS) -> list[QAItem]:
         window = spans[first:first + size]
         inside = frozenset(i - first for i in hit)
         question = standalone(row["question"], turns(row.get("history")))
-        contexts = tuple(reading_context(section_path(headings, spans[i][0]),
-                                         text[spans[i - 1][0]:spans[i - 1][1]] if i else "")
+        contexts = tuple(reading_context(text, headings, spans[i][0], spans[i - 1] if i else None)
                          for i in range(first, first + len(window)))
         items.append(QAItem(f"{doc}#{n}", doc, question, section_path(headings, spans[hit[0]][0]),
                             tuple(text[a:b] for a, b in window), inside if row["answerable"] else frozenset(),
