@@ -79,6 +79,18 @@ def test_answers_hold_no_headings_or_fragments(pipeline, reader_pipeline):
             assert_verbatim(answer, pipeline.index)
 
 
+def test_a_headline_under_the_title_is_never_quoted(corpus_settings, embedder, tiny_reader):
+    """The deck under a news page's title ("Kaiser Permanente Mental Health Therapists in Northern
+    California and Central Valley Voting on Strike Authorization") is a long line in Title Case
+    without a sentence's end: a headline, never an answer. The sentence under it answers."""
+    lenient = Pipeline(replace(corpus_settings, min_answer_score=0.0), embedder=embedder, reader=tiny_reader)
+    answer = lenient.ask("which regions are the therapists voting in")
+    quotes = [c.quote for c in answer.citations]
+    assert not any(q.startswith("Kaiser Permanente Mental Health Therapists in Northern") for q in quotes), quotes
+    assert any("Central Valley" in q for q in quotes), quotes
+    assert_verbatim(answer, lenient.index)
+
+
 def test_missing_reader_is_a_clear_error(tmp_path):
     with pytest.raises(ReaderNotFoundError, match="rag train-reader"):
         resolve_reader(str(tmp_path))

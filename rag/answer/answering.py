@@ -15,6 +15,7 @@ import numpy as np
 from ..ingest.embedding import Embedder
 from ..ingest.index import Index
 from ..ingest.lexical import content_terms
+from ..ingest.structure import is_title_case
 from ..types import Citation, Heading, Hit, Piece, cited_text, section_path
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ HEURISTIC_MIN_SCORE = 0.44  # the heuristic's refusal threshold, calibrated on e
 TYPE_MISMATCH = 0.8  # score kept by a sentence lacking the kind of fact asked for (a number, a time)
 CONTEXT_WEIGHT = 0.3  # weight of words a follow-up borrowed from earlier turns, against typed ones
 FRAGMENT_WORDS = 8  # a line shorter than this is a fragment: read with its section (Candidate.read)
+HEADLINE_LINES = 3  # a Title Case line among a document's first three is its headline, never quoted
 CONTEXT_WORDS = 30  # of the sentence before, read beside a candidate by a context-reading reader
 
 # What a factoid answer must contain, by question form (classic answer typing).
@@ -275,7 +277,8 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
         for sentence_row, start, end in sentences:
             before, previous = previous, (start, end)
             text = doc.text[start:end]
-            if sentence_row in seen or not _informative(text, doc.title) or doc.is_heading(start, end):
+            if (sentence_row in seen or not _informative(text, doc.title) or doc.is_heading(start, end)
+                    or _headline(doc.text, start, text)):
                 continue
             seen.add(sentence_row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
@@ -325,6 +328,18 @@ def _informative(sentence: str, title: str) -> bool:
     heading_like = len(words) < FRAGMENT_WORDS and not _SENTENCE_END.search(sentence) and not figure
     return ((len(words) >= 4 or (figure and len(words) >= 2)) and not sentence.rstrip().endswith(":")
             and not heading_like and not _QUESTION_END.search(sentence) and sentence.strip() != title.strip())
+
+
+def _headline(text: str, start: int, sentence: str) -> bool:
+    """A line in Title Case without a sentence's end, among the document's first HEADLINE_LINES:
+    the headline or deck under a page's title ("Kaiser Permanente Mental Health Therapists in
+    Northern California and Central Valley Voting on Strike Authorization"), which says what the
+    page is about and answers nothing. Further down such a line may be a list (a contract's
+    holidays, "Family Day National Day of Truth and Reconciliation Good Friday") and is kept."""
+    if start > 2000 or _SENTENCE_END.search(sentence) or any(ch.isdigit() for ch in sentence):
+        return False  # (a page's first lines lie well within 2,000 characters: nothing further is counted)
+    lines_before = sum(1 for line in text[:start].split("\n") if line.strip())
+    return lines_before < HEADLINE_LINES and is_title_case(sentence, max_words=None)
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:

@@ -67,7 +67,7 @@ def text_headings(text: str, markdown: bool = False) -> tuple[Heading, ...]:
         if section:
             rest = line[section.end():]
             titled = _SECTION_TITLE.match(rest)
-            title = titled.group("title").strip() if titled and _is_title(titled.group("title")) else ""
+            title = titled.group("title").strip() if titled and is_title_case(titled.group("title")) else ""
             head_end = start + len(line[:section.end() + (titled.end() if title else 0)].rstrip())
             name = f"Section {section.group('num').replace(' ', '')}" + (f" {_display(title)}" if title else "")
             out.append(Heading(start, head_end, 2, name))
@@ -123,7 +123,7 @@ def _is_article_line(match: re.Match, line: str) -> bool:
         return bool(match.group("num")) or match.group("kind").isupper()
     if any(c.islower() for c in title):
         # "Article 10 - Overtime" is a heading; "Article 19 - Discrimination grievance which is appealed..." is not.
-        return _is_title(title) and len(title.split()) <= 8
+        return is_title_case(title) and len(title.split()) <= 8
     return len(title.split()) <= 12
 
 
@@ -135,10 +135,11 @@ def _is_caps_line(line: str, min_words: int = 2) -> bool:
             and sum(c.isdigit() for c in line) <= 4)
 
 
-def _is_title(phrase: str) -> bool:
-    """Title Case: every word capitalised except the small ones ("Sick Leave with Pay")."""
+def is_title_case(phrase: str, max_words: int | None = 8) -> bool:
+    """Title Case: every word capitalised except the small ones ("Sick Leave with Pay"), in at
+    most ``max_words`` words (None: any number)."""
     words = [w for w in re.split(r"[\s/–-]+", phrase.strip()) if w]
-    if not words or len(words) > 8:
+    if not words or (max_words is not None and len(words) > max_words):
         return False
     return all(w[0].isupper() or w[0].isdigit() or w[0] in "(“\"'" or w.lower() in _SMALL for w in words)
 
