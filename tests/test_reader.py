@@ -91,16 +91,6 @@ def test_a_headline_under_the_title_is_never_quoted(corpus_settings, embedder, t
     assert_verbatim(answer, lenient.index)
 
 
-def test_a_photo_caption_is_never_quoted(corpus_settings, embedder, tiny_reader):
-    """A line closed by a photo's credit ("... Monday, Aug. 15, 2022. (AP Photo/Rich Pedroncelli)")
-    describes a picture: it was quoted for why the clinicians walked out."""
-    lenient = Pipeline(replace(corpus_settings, min_answer_score=0.0), embedder=embedder, reader=tiny_reader)
-    answer = lenient.ask("why did the clinicians walk out in 2022?")
-    quotes = [c.quote for c in answer.citations]
-    assert quotes and not any("march outside a Kaiser facility" in q for q in quotes), quotes
-    assert_verbatim(answer, lenient.index)
-
-
 def test_missing_reader_is_a_clear_error(tmp_path):
     with pytest.raises(ReaderNotFoundError, match="rag train-reader"):
         resolve_reader(str(tmp_path))

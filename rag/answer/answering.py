@@ -278,7 +278,7 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
             before, previous = previous, (start, end)
             text = doc.text[start:end]
             if (sentence_row in seen or not _informative(text, doc.title) or doc.is_heading(start, end)
-                    or _headline(doc.text, start, text) or _caption(doc.text, start, end)):
+                    or _headline(doc.text, start, text)):
                 continue
             seen.add(sentence_row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
@@ -340,20 +340,6 @@ def _headline(text: str, start: int, sentence: str) -> bool:
         return False  # (a page's first lines lie well within 2,000 characters: nothing further is counted)
     lines_before = sum(1 for line in text[:start].split("\n") if line.strip())
     return lines_before < HEADLINE_LINES and is_title_case(sentence, max_words=None)
-
-
-# A photo's credit closing its caption: "(AP Photo/Rich Pedroncelli)", "Photo by Sylv Sharp, SEIU 503".
-_PHOTO_CREDIT = re.compile(r"\((?:AP |AFP |Reuters |Getty )?(?i:photos?)\s*(?:/|:|by\b|credit\b)[^)]*\)\s*$"
-                           r"|\b(?i:photos?)\s+(?:by|credit:?|courtesy of)\s+[A-Z][^.!?]*$")
-
-
-def _caption(text: str, start: int, end: int) -> bool:
-    """Whether the sentence lies in a photo's caption: a line closed by the photo's credit. A
-    caption describes a picture ("Kaiser Permanente mental health workers march outside a Kaiser
-    facility in Sacramento, CA, Monday, Aug. 15, 2022. (AP Photo/Rich Pedroncelli)") and was
-    quoted for why they walked out."""
-    line_end = text.find("\n", end)
-    return bool(_PHOTO_CREDIT.search(text[text.rfind("\n", 0, start) + 1:len(text) if line_end < 0 else line_end]))
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:
