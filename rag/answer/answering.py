@@ -277,8 +277,7 @@ def _candidates(hits: list[Hit], index: Index) -> list[Candidate]:
         for sentence_row, start, end in sentences:
             before, previous = previous, (start, end)
             text = doc.text[start:end]
-            if (sentence_row in seen or not _informative(text, doc.title) or doc.is_heading(start, end)
-                    or _headline(doc.text, start, text)):
+            if sentence_row in seen or not _informative(text, doc.title, doc.text, start) or doc.is_heading(start, end):
                 continue
             seen.add(sentence_row)
             out.append(Candidate(chunk.doc_id, chunk.title, chunk.chunk_id, doc.page_at(start),
@@ -320,26 +319,27 @@ def _with_context(c: Candidate, text: str) -> Candidate:
     return replace(c, start=start, text=text[start:c.end], previous=None)
 
 
-def _informative(sentence: str, title: str) -> bool:
-    """Headings, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone; a short
-    line holding a figure ("2026-2027 - $14.04") does, read under its section (Candidate.read)."""
+def _informative(sentence: str, title: str, text: str, start: int) -> bool:
+    """Headings, headlines, list lead-ins ("Kaiser wants to:") and fragments answer nothing alone; a
+    short line holding a figure ("2026-2027 - $14.04") does, read under its section
+    (Candidate.read). A headline is a line in Title Case without a sentence's end, of any length,
+    among the document's first lines (``_in_opening``): the deck under a page's title ("Kaiser
+    Permanente Mental Health Therapists in Northern California and Central Valley Voting on Strike
+    Authorization"). Further down such a line may be a list (a contract's holidays, "Family Day
+    National Day of Truth and Reconciliation Good Friday") and is kept. ``sentence`` is
+    ``text[start:...]``."""
     words = sentence.split()
     figure = any(ch.isdigit() for ch in sentence)
-    heading_like = len(words) < FRAGMENT_WORDS and not _SENTENCE_END.search(sentence) and not figure
+    heading_like = not _SENTENCE_END.search(sentence) and not figure and (
+        len(words) < FRAGMENT_WORDS or (is_title_case(sentence, max_words=None) and _in_opening(text, start)))
     return ((len(words) >= 4 or (figure and len(words) >= 2)) and not sentence.rstrip().endswith(":")
             and not heading_like and not _QUESTION_END.search(sentence) and sentence.strip() != title.strip())
 
 
-def _headline(text: str, start: int, sentence: str) -> bool:
-    """A line in Title Case without a sentence's end, among the document's first HEADLINE_LINES:
-    the headline or deck under a page's title ("Kaiser Permanente Mental Health Therapists in
-    Northern California and Central Valley Voting on Strike Authorization"), which says what the
-    page is about and answers nothing. Further down such a line may be a list (a contract's
-    holidays, "Family Day National Day of Truth and Reconciliation Good Friday") and is kept."""
-    if start > 2000 or _SENTENCE_END.search(sentence) or any(ch.isdigit() for ch in sentence):
-        return False  # (a page's first lines lie well within 2,000 characters: nothing further is counted)
-    lines_before = sum(1 for line in text[:start].split("\n") if line.strip())
-    return lines_before < HEADLINE_LINES and is_title_case(sentence, max_words=None)
+def _in_opening(text: str, start: int) -> bool:
+    """Whether ``start`` lies among the document's first HEADLINE_LINES non-empty lines (they lie
+    well within 2,000 characters, so nothing further in is counted)."""
+    return start <= 2000 and sum(1 for line in text[:start].split("\n") if line.strip()) < HEADLINE_LINES
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:
