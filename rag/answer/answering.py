@@ -134,14 +134,12 @@ class Answerer:
         the refusal knob (a probability), and the others keep their distance from it. A question
         whose best first-stage score is under the reader's ``floor`` is not read: refused.
         """
-        contexts = None
-        if self.reader.reads_context:  # only of those it reads: a section path walks the headings
-            contexts = [""] * len(candidates)
-            for i in order[:self.reader.reads]:
-                c = candidates[i]
-                doc = index.documents[c.doc_id]
-                contexts[i] = reading_context(doc.text, doc.headings, c.start, c.before)
-        order, fused, answers = self.reader.fuse(question, [c.read for c in candidates], heuristic, order, contexts)
+        def context(i: int) -> str:  # asked only for those it reads: a section path walks the headings
+            c = candidates[i]
+            doc = index.documents[c.doc_id]
+            return reading_context(doc.text, doc.headings, c.start, c.before)
+
+        order, fused, answers = self.reader.fuse(question, [c.read for c in candidates], heuristic, order, context)
         best = fused[order[0]]
         share = np.clip(fused / best, 0.0, 1.0) if best > 0 else np.zeros(len(fused))
         return [Scored(candidates[i], answers * float(share[i]), float(semantic[i]), float(coverage[i]),

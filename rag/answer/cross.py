@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,15 +129,16 @@ class CrossReader:
         self._lock = threading.Lock()  # the fast tokenizer is not safe across threads
 
     def fuse(self, question: str, texts: Sequence[str], first_stage: np.ndarray, order: Sequence[int],
-             contexts: Sequence[str] | None = None) -> tuple[list[int], np.ndarray, float]:
+             context: Callable[[int], str] | None = None) -> tuple[list[int], np.ndarray, float]:
         """Reads the question with the first stage's best ``reads`` candidates (``order`` is the
         first stage's, best first; none are read if its best is under ``floor``), each with its
-        context where the model reads contexts (``reads_context``). Returns the new
+        context (``context(i)``, asked only of those read) where the model reads contexts
+        (``reads_context``). Returns the new
         order, each candidate's fused score (the first stage's plus ``fusion`` times its
         probability) and the probability that one of those read answers (their sum)."""
         read = list(order[:self.reads]) if len(order) and first_stage[order[0]] >= self.floor else []
         probs = self.probabilities(question, [texts[i] for i in read],
-                                   [contexts[i] for i in read] if self.reads_context and contexts is not None else None)
+                                   [context(i) for i in read] if self.reads_context and context is not None else None)
         fused = np.asarray(first_stage, dtype=np.float64).copy()
         fused[read] += self.fusion * probs
         return sorted(order, key=lambda i: -fused[i]), fused, float(probs.sum())  # stable: ties keep the order
