@@ -36,11 +36,6 @@ _ANSWER_TYPES = [
     (re.compile(r"\bhow (many|much)\b|\bwhat (percent|number|amount)\b", re.I), re.compile(_NUMBER, re.I)),
     (re.compile(r"\bhow long\b|\bwhen\b|\bwhat (date|day|time|year)\b", re.I), re.compile(_NUMBER + "|" + _TIME, re.I)),
 ]
-# A number that is part of a name counts no people and dates nothing: "SEIU Local 503",
-# "Article 12", "Section 4.2", "Room 101" (a "how many" question must not take it for a count).
-_NAME_NUMBER = re.compile(r"\b(local|article|art\.|section|sec\.|chapter|appendix|exhibit|council|"
-                          r"district|room|suite|unit|seiu|afscme|ufcw|uaw|ibew|cwa|nuhw|unac)\s*#?\s*\d[\d.]*[a-z]?\b",
-                          re.I)
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 # A question asserts nothing: "Haven't signed the strike pledge yet?" answers no "how many signed".
 _QUESTION_END = re.compile(r"\?[\"'”’)\]]*\s*$")
@@ -187,8 +182,7 @@ def reading_context(text: str, headings: tuple[Heading, ...], start: int, before
 def first_stage_features(question: str, sentences: list[str], idf: dict[str, float], unseen: float,
                          focus: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per sentence: IDF-weighted share of the question's terms it holds, and whether it
-    holds the kind of fact asked for (a number for "how many", a time for "when"; a number in a
-    name, "Local 503", is neither)."""
+    holds the kind of fact asked for (a number for "how many", a time for "when")."""
     typed = content_terms(focus) if focus else None
     weights = {t: idf.get(t, unseen) * (1.0 if typed is None or t in typed else CONTEXT_WEIGHT)
                for t in content_terms(question)}
@@ -196,7 +190,7 @@ def first_stage_features(question: str, sentences: list[str], idf: dict[str, flo
     wanted = answer_type(question)
     coverage = np.array([sum(w for t, w in weights.items() if t in content_terms(s)) / total
                          for s in sentences], dtype=np.float64)
-    type_ok = np.array([wanted is None or bool(wanted.search(_NAME_NUMBER.sub(" ", s))) for s in sentences])
+    type_ok = np.array([wanted is None or bool(wanted.search(s)) for s in sentences])
     return coverage, type_ok
 
 
